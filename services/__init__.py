@@ -1,0 +1,1 @@
+"""Helpdesk for HELIOS Orange: five services on nameko over RabbitMQ."""

@@ -1,0 +1,1 @@
+"""Assignment service: routing rules, solver roster, offers and round robin (issue 4)."""

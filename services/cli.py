@@ -1,0 +1,137 @@
+"""`helpdesk`: the one command line — run services, migrate, load demo data, generate the event catalogue."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# service name -> (nameko class, migrations package); a service joins here when it is built
+SERVICES = {
+    "tickets": ("helpdesk.tickets.service:TicketsService", "helpdesk.tickets:migrations"),
+}
+
+log = logging.getLogger("helpdesk")
+
+
+def _load(path: str):
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _selected(names: list[str]) -> list[str]:
+    if not names or names == ["all"]:
+        return list(SERVICES)
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise SystemExit(f"unknown service {', '.join(unknown)}; services: {', '.join(SERVICES)}, or all")
+    return names
+
+
+def _migrations_path(spec: str) -> str:
+    import os
+
+    package, _, folder = spec.partition(":")
+    return os.path.join(os.path.dirname(importlib.import_module(package).__file__), folder)
+
+
+def migrate(cfg, names: list[str]) -> None:
+    from helpdesk.common.db import migrate as run_migrations
+
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    for name in _selected(names):
+        run_migrations(cfg.database_url(name), _migrations_path(SERVICES[name][1]))
+        log.info("migrated %s", name)
+
+
+def broker_reachable(uri: str) -> bool:
+    from kombu import Connection
+
+    try:
+        with Connection(uri, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        return True
+    except Exception:
+        return False
+
+
+NO_BROKER = """No RabbitMQ answers at {uri}.
+The services talk over RabbitMQ; start one, then run this again:
+  - on Debian/Ubuntu:  sudo apt-get install -y rabbitmq-server && sudo rabbitmq-server -detached
+  - with Docker:       docker compose up -d rabbitmq
+  - elsewhere:         set HELPDESK_AMQP_URI to a broker you have (amqp://user:pass@host:5672/)
+"""
+
+
+def run(cfg, names: list[str], demo: bool) -> int:
+    from nameko.runners import ServiceRunner
+
+    if not broker_reachable(cfg.amqp_uri):
+        print(NO_BROKER.format(uri=cfg.amqp_uri), file=sys.stderr)
+        return 2
+    names = _selected(names)
+    migrate(cfg, names)
+    runner = ServiceRunner(cfg.nameko())
+    for name in names:
+        runner.add_service(_load(SERVICES[name][0]))
+    runner.start()
+    log.info("running %s; metrics on :%s/metrics; Ctrl+C stops", ", ".join(names), cfg.metrics_port)
+    if demo:
+        from helpdesk import demo as demo_data
+
+        demo_data.load(cfg)
+    try:
+        runner.wait()
+    except KeyboardInterrupt:
+        runner.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="helpdesk", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run one service, several, or all in this process")
+    p.add_argument("services", nargs="*", default=["all"], help=f"{', '.join(SERVICES)} or all")
+    p.add_argument("--demo", action="store_true", help="load demo data once the services are up")
+    p = sub.add_parser("migrate", help="bring the services' databases to the newest schema")
+    p.add_argument("services", nargs="*", default=["all"])
+    sub.add_parser("demo", help="load demo data through the running services")
+    p = sub.add_parser("asyncapi", help="write docs/events.asyncapi.yaml from the event schemas")
+    p.add_argument("--check", action="store_true", help="fail if the file is stale")
+    sub.add_parser("config", help="list the environment variables and their defaults")
+    args = parser.parse_args(argv)
+
+    if args.command in ("run", "demo"):
+        import eventlet
+
+        eventlet.monkey_patch()
+
+    from helpdesk.common import config
+    from helpdesk.common.observability import configure_logging
+
+    cfg = config.load()
+    configure_logging(cfg.log_level, cfg.log_format)
+
+    if args.command == "run":
+        return run(cfg, args.services, args.demo)
+    if args.command == "migrate":
+        migrate(cfg, args.services)
+        return 0
+    if args.command == "demo":
+        from helpdesk import demo as demo_data
+
+        demo_data.load(cfg)
+        return 0
+    if args.command == "asyncapi":
+        from helpdesk.common import asyncapi
+
+        return asyncapi.main(["--check"] if args.check else [])
+    if args.command == "config":
+        for s in config.SETTINGS:
+            print(f"{s.name}={s.default}\n    {s.help}")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

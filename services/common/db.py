@@ -1,0 +1,191 @@
+"""Database engines, transactions and migrations shared by the services (SQLAlchemy 2, Alembic).
+
+PostgreSQL runs through psycopg2 made cooperative with psycogreen, so a slow query
+yields to the eventlet hub instead of stalling every other worker (bench/hub_stall.py
+shows the difference). SQLite, the embedded single-node default, is local file I/O:
+its calls are short and stay on the hub; it runs in WAL mode with `BEGIN IMMEDIATE`
+so concurrent writers queue instead of failing half-way.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from pathlib import Path
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import DateTime, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING)
+
+
+_engines: dict[str, Engine] = {}
+
+
+def _green_psycopg() -> None:
+    """Make psycopg2 cooperative when eventlet has patched the process."""
+    import eventlet.patcher
+
+    if eventlet.patcher.is_monkey_patched("socket"):
+        import psycogreen.eventlet
+
+        psycogreen.eventlet.patch_psycopg()
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below rule
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3, which has no green mode)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def get_engine(url: str, **kwargs) -> Engine:
+    """One engine per URL per process."""
+    url = normalise_url(url)
+    if url in _engines:
+        return _engines[url]
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        _sqlite_setup(engine)
+    else:
+        if url.startswith("postgresql"):
+            _green_psycopg()
+            kwargs.setdefault("pool_size", 20)
+            kwargs.setdefault("max_overflow", 10)
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_engine(url, **kwargs)
+    _engines[url] = engine
+    return engine
+
+
+def dispose_all() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+def session_factory(url: str) -> sessionmaker:
+    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def transaction(factory: sessionmaker):
+    """A session whose work commits together or not at all."""
+    session: Session = factory()
+    try:
+        with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+def is_postgres(session_or_engine) -> bool:
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return bind.dialect.name == "postgresql"
+
+
+def migrate(url: str, script_location: str, revision: str = "head") -> None:
+    """Bring one service's database to `revision` with its Alembic scripts."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", script_location)
+    cfg.attributes["engine"] = get_engine(url)
+    command.upgrade(cfg, revision)
+
+
+class Database:
+    """What a worker gets from the `Database` dependency: transactions on its service's store."""
+
+    def __init__(self, sessions: sessionmaker, metadata: MetaData):
+        self.sessions = sessions
+        self.metadata = metadata
+
+    def transaction(self):
+        return transaction(self.sessions)
+
+
+class DatabaseProvider(DependencyProvider):
+    """One engine (and pool) per process, a session per unit of work."""
+
+    def __init__(self, service: str, metadata: MetaData):
+        self.service = service
+        self.metadata = metadata
+        self.sessions = None
+
+    def setup(self):
+        from helpdesk.common.config import from_container
+
+        if self.sessions is None:
+            self.sessions = session_factory(from_container(self.container).database_url(self.service))
+
+    def get_dependency(self, worker_ctx):
+        return Database(self.sessions, self.metadata)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every dialect (SQLite keeps them naive otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            value = value.astimezone(dt.timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+def run_alembic_env(metadata: MetaData) -> None:
+    """Body of every service's migrations/env.py: migrate the engine handed over by `migrate()`."""
+    from alembic import context
+
+    engine = context.config.attributes.get("engine")
+    if engine is None:  # plain `alembic` command line: take the URL from alembic.ini
+        engine = get_engine(context.config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=engine.dialect.name == "sqlite", compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()

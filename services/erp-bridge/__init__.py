@@ -1,0 +1,1 @@
+"""ERP bridge: two-way synchronisation with HELIOS Orange (issue 6)."""

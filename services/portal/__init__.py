@@ -1,0 +1,1 @@
+"""Portal: the web service for requesters and staff (issue 3)."""

@@ -1,0 +1,1 @@
+"""SLA service: business calendars, deadlines, pauses, warnings and breaches (issue 5)."""

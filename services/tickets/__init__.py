@@ -1,0 +1,1 @@
+"""Tickets service: the lifecycle, comments, categories, attachments, ratings and history of requests."""

@@ -1,0 +1,551 @@
+"""Use cases of the tickets service: one function per thing a caller can do, each inside one transaction.
+
+Each function takes the open session, the outbox writer and plain values; it asks the
+domain module what is allowed, writes the change, its history rows and its events
+together, and returns JSON-ready dicts. It knows nothing of nameko.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from helpdesk.common.errors import Conflict, NotFound, ValidationFailed
+from helpdesk.common.events import utcnow
+from helpdesk.tickets import domain
+from helpdesk.tickets.attachments import AttachmentStore
+from helpdesk.tickets.models import Attachment, Category, Comment, Counter, History, Rating, Ticket
+from helpdesk.tickets.schemas import CommentOut, TicketOut
+from helpdesk.common.contracts.tickets import TicketSnapshot
+
+
+# ---------------------------------------------------------------- reading helpers
+
+def _get_ticket(session: Session, ticket_id: int, actor: domain.Actor, lock: bool = False) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    # a requester gets the same answer for someone else's ticket as for none, so ids don't leak
+    if ticket is None or not domain.may_see_ticket(actor, ticket.requester_id, ticket.organisation_id):
+        raise NotFound(f"ticket {ticket_id} not found", {"ticket_id": ticket_id})
+    return ticket
+
+
+def _check_version(ticket: Ticket, version: int | None) -> None:
+    if version is not None and ticket.version != version:
+        raise Conflict(f"ticket {ticket.number} was changed meanwhile: you have version {version}, "
+                       f"it is at version {ticket.version}; reload and try again",
+                       {"ticket_id": ticket.id, "expected": version, "actual": ticket.version})
+
+
+def category_path(session: Session, category_id: int | None) -> list[int]:
+    path: list[int] = []
+    seen = set()
+    while category_id is not None and category_id not in seen:
+        seen.add(category_id)
+        path.append(category_id)
+        category_id = session.execute(select(Category.parent_id).where(Category.id == category_id)).scalar()
+    return list(reversed(path))
+
+
+def subtree_ids(session: Session, category_id: int) -> list[int]:
+    rows = session.execute(select(Category.id, Category.parent_id)).all()
+    children: dict[int | None, list[int]] = {}
+    for cid, parent in rows:
+        children.setdefault(parent, []).append(cid)
+    found, stack = [], [category_id]
+    while stack:
+        cid = stack.pop()
+        found.append(cid)
+        stack.extend(children.get(cid, []))
+    return found
+
+
+def _person(pid, name, email):
+    return None if pid is None else {"id": pid, "name": name, "email": email}
+
+
+def snapshot(session: Session, ticket: Ticket) -> dict:
+    """The ticket as events carry it (datetimes still objects; the schema dumps them)."""
+    return {
+        "id": ticket.id, "number": ticket.number, "subject": ticket.subject, "description": ticket.description,
+        "requester": _person(ticket.requester_id, ticket.requester_name, ticket.requester_email),
+        "organisation_id": ticket.organisation_id, "contract": ticket.contract,
+        "category_id": ticket.category_id, "category_path": category_path(session, ticket.category_id),
+        "priority": ticket.priority, "channel": ticket.channel, "state": ticket.state,
+        "solver": _person(ticket.solver_id, ticket.solver_name, ticket.solver_email),
+        "close_reason": ticket.close_reason,
+        "created_at": ticket.created_at, "updated_at": ticket.updated_at,
+        "first_response_at": ticket.first_response_at, "resolved_at": ticket.resolved_at,
+        "closed_at": ticket.closed_at, "version": ticket.version,
+    }
+
+
+def ticket_out(session: Session, ticket: Ticket, actor: domain.Actor) -> dict:
+    data = snapshot(session, ticket)
+    data["allowed_moves"] = domain.allowed_moves(ticket.state, actor.roles)
+    rating = session.get(Rating, ticket.id)
+    data["rating"] = None if rating is None else {
+        "score": rating.score, "comment": rating.comment, "rated_at": rating.rated_at.isoformat()}
+    return TicketOut().dump(data)
+
+
+def _history(session: Session, ticket: Ticket, actor: domain.Actor, field: str, old, new,
+             note: str | None = None, at: dt.datetime | None = None) -> None:
+    def text(value):
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, default=str, ensure_ascii=False)
+
+    session.add(History(ticket_id=ticket.id, at=at or utcnow(), actor_id=actor.id, actor_name=actor.name,
+                        field=field, old=text(old), new=text(new), note=note))
+
+
+def _emit(session: Session, outbox, event_type: str, ticket: Ticket, actor: domain.Actor, **extra) -> None:
+    session.flush()  # the snapshot must carry the version the UPDATE wrote
+    outbox.add(session, event_type, ticket.id, {"ticket": snapshot(session, ticket), "actor": actor.to_dict(), **extra})
+
+
+def _check_category(session: Session, category_id: int | None, for_new: bool) -> None:
+    if category_id is None:
+        return
+    category = session.get(Category, category_id)
+    if category is None:
+        raise ValidationFailed.from_fields({"category_id": [f"no category {category_id}"]})
+    if for_new and not category.active:
+        raise ValidationFailed.from_fields({"category_id": [f"category {category.name!r} is no longer offered"]})
+
+
+# ---------------------------------------------------------------- numbers
+
+def allocate_number(session: Session, prefix: str, year: int) -> str:
+    """Next number of the year; an upsert whose row lock serialises concurrent creators."""
+    name = f"ticket-{year}"
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    if insert is not None:
+        stmt = insert(Counter).values(name=name, value=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
+        value = session.execute(stmt.returning(Counter.value)).scalar_one()
+    else:  # other dialects: lock-read-write
+        counter = session.execute(select(Counter).where(Counter.name == name).with_for_update()).scalar()
+        if counter is None:
+            counter = Counter(name=name, value=0)
+            session.add(counter)
+        counter.value += 1
+        session.flush()
+        value = counter.value
+    return domain.format_number(prefix, year, value)
+
+
+# ---------------------------------------------------------------- tickets
+
+def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, number: str) -> dict:
+    _check_category(session, data["category_id"], for_new=True)
+    requester = data["requester"]
+    if requester is None or not actor.is_staff:
+        # requesters raise their own requests; only staff raise them for someone else
+        requester = {"id": actor.id, "name": actor.name, "email": actor.email}
+    organisation_id = data["organisation_id"] if actor.is_staff else actor.organisation_id
+    now = utcnow()
+    ticket = Ticket(
+        number=number, subject=data["subject"], description=data["description"],
+        requester_id=requester["id"], requester_name=requester["name"], requester_email=requester.get("email"),
+        organisation_id=organisation_id, contract=data["contract"], category_id=data["category_id"],
+        priority=data["priority"], channel=data["channel"], state=domain.RECEIVED,
+        created_at=now, updated_at=now,
+    )
+    session.add(ticket)
+    session.flush()
+    _history(session, ticket, actor, "created", None, ticket.number, at=now)
+    _emit(session, outbox, "ticket_created", ticket, actor)
+    return ticket_out(session, ticket, actor)
+
+
+def get_ticket(session: Session, actor: domain.Actor, ticket_id: int) -> dict:
+    ticket = _get_ticket(session, ticket_id, actor)
+    out = ticket_out(session, ticket, actor)
+    comments = select(Comment).where(Comment.ticket_id == ticket.id).order_by(Comment.id)
+    attachments = select(Attachment).where(Attachment.ticket_id == ticket.id).order_by(Attachment.id)
+    if not actor.is_staff:
+        comments = comments.where(Comment.public.is_(True))
+        attachments = attachments.where(Attachment.public.is_(True))
+    out["comments"] = [_comment_out(c) for c in session.execute(comments).scalars()]
+    out["attachments"] = [_attachment_out(a) for a in session.execute(attachments).scalars()]
+    return out
+
+
+def get_ticket_by_number(session: Session, actor: domain.Actor, number: str) -> dict:
+    ticket_id = session.execute(select(Ticket.id).where(Ticket.number == number)).scalar()
+    if ticket_id is None:
+        raise NotFound(f"ticket {number} not found", {"number": number})
+    return get_ticket(session, actor, ticket_id)
+
+
+_CUSTOMER_EDITABLE = {"subject", "description"}
+
+
+def update_ticket(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int | None,
+                  changes: dict) -> dict:
+    ticket = _get_ticket(session, ticket_id, actor)
+    _check_version(ticket, version)
+    if ticket.state == domain.CLOSED:
+        raise Conflict(f"ticket {ticket.number} is closed and cannot change", {"state": ticket.state})
+    if not actor.is_staff:
+        denied = sorted(set(changes) - _CUSTOMER_EDITABLE)
+        if denied:
+            raise ValidationFailed.from_fields({f: ["a requester cannot change this field"] for f in denied})
+    if "category_id" in changes and changes["category_id"] != ticket.category_id:
+        _check_category(session, changes["category_id"], for_new=True)
+    change = domain.Change()
+    for name, value in changes.items():
+        change.record(name, getattr(ticket, name), value)
+    if not change:
+        return ticket_out(session, ticket, actor)
+    now = utcnow()
+    for name, values in change.fields.items():
+        setattr(ticket, name, values["new"])
+        _history(session, ticket, actor, name, values["old"], values["new"], at=now)
+    ticket.updated_at = now
+    _emit(session, outbox, "ticket_updated", ticket, actor, changes=change.fields)
+    return ticket_out(session, ticket, actor)
+
+
+def _move(session: Session, outbox, ticket: Ticket, actor: domain.Actor, to: str, reason: str | None,
+          now: dt.datetime) -> None:
+    close_reason = domain.check_transition(ticket.state, to, actor, reason)
+    old = ticket.state
+    ticket.state = to
+    ticket.updated_at = now
+    if to == domain.RESOLVED:
+        ticket.resolved_at = now
+    if to == domain.CLOSED:
+        ticket.closed_at = now
+        ticket.close_reason = close_reason
+    if old == domain.RESOLVED and to == domain.IN_PROGRESS:
+        ticket.resolved_at = None  # reopened: the resolution clock runs again
+    _history(session, ticket, actor, "state", old, to, note=close_reason or reason, at=now)
+    _emit(session, outbox, "ticket_state_changed", ticket, actor, from_state=old, to_state=to,
+          reason=close_reason or reason)
+
+
+def change_state(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int | None,
+                 to_state: str, reason: str | None = None) -> dict:
+    ticket = _get_ticket(session, ticket_id, actor)
+    _check_version(ticket, version)
+    _move(session, outbox, ticket, actor, to_state, reason, utcnow())
+    return ticket_out(session, ticket, actor)
+
+
+def assign(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int | None,
+           solver: dict | None, note: str | None = None) -> dict:
+    """A dispatcher (or the assignment service) gives the ticket to a solver, another one, or none."""
+    ticket = _get_ticket(session, ticket_id, actor)
+    _check_version(ticket, version)
+    if ticket.state in (domain.RESOLVED, domain.CLOSED):
+        raise Conflict(f"ticket {ticket.number} is {ticket.state}; reopen it before assigning",
+                       {"state": ticket.state})
+    previous = _person(ticket.solver_id, ticket.solver_name, ticket.solver_email)
+    if (previous or {}).get("id") == (solver or {}).get("id"):
+        return ticket_out(session, ticket, actor)
+    now = utcnow()
+    ticket.solver_id, ticket.solver_name, ticket.solver_email = (
+        (solver["id"], solver["name"], solver.get("email")) if solver else (None, None, None))
+    ticket.updated_at = now
+    _history(session, ticket, actor, "solver", previous and previous["name"], solver and solver["name"],
+             note=note, at=now)
+    _emit(session, outbox, "ticket_assigned", ticket, actor, previous_solver=previous,
+          how="assign" if solver else "unassign", note=note)
+    return ticket_out(session, ticket, actor)
+
+
+def claim(session: Session, outbox, actor: domain.Actor, ticket_id: int) -> dict:
+    """A solver takes an unassigned ticket into work; the first claim wins."""
+    ticket = _get_ticket(session, ticket_id, actor)
+    if ticket.solver_id is not None:
+        raise Conflict(f"ticket {ticket.number} is already taken by {ticket.solver_name}",
+                       {"solver_id": ticket.solver_id})
+    if ticket.state not in domain.OPEN_STATES:
+        raise Conflict(f"ticket {ticket.number} is {ticket.state} and cannot be claimed", {"state": ticket.state})
+    now = utcnow()
+    ticket.solver_id, ticket.solver_name, ticket.solver_email = actor.id, actor.name, actor.email
+    ticket.updated_at = now
+    _history(session, ticket, actor, "solver", None, actor.name, note="claimed", at=now)
+    _emit(session, outbox, "ticket_assigned", ticket, actor, previous_solver=None, how="claim", note=None)
+    if ticket.state == domain.RECEIVED:
+        _move(session, outbox, ticket, actor, domain.IN_PROGRESS, None, now)
+    return ticket_out(session, ticket, actor)
+
+
+# ---------------------------------------------------------------- comments, attachments, ratings
+
+def _comment_out(c: Comment) -> dict:
+    return CommentOut().dump({
+        "id": c.id, "public": c.public, "body": c.body, "created_at": c.created_at,
+        "author": {"id": c.author_id, "name": c.author_name, "roles": c.author_roles.split(",")},
+    })
+
+
+def _attachment_out(a: Attachment) -> dict:
+    return {"id": a.id, "ticket_id": a.ticket_id, "comment_id": a.comment_id, "filename": a.filename,
+            "content_type": a.content_type, "size": a.size, "sha256": a.sha256, "public": a.public,
+            "uploaded_by": a.uploaded_by, "created_at": a.created_at.isoformat()}
+
+
+def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, body: str, public: bool) -> dict:
+    ticket = _get_ticket(session, ticket_id, actor)
+    if not actor.is_staff and not public:
+        raise ValidationFailed.from_fields({"public": ["requesters write public replies only"]})
+    if ticket.state == domain.CLOSED:
+        raise Conflict(f"ticket {ticket.number} is closed; raise a new request instead", {"state": ticket.state})
+    now = utcnow()
+    comment = Comment(ticket_id=ticket.id, public=public, body=body, author_id=actor.id, author_name=actor.name,
+                      author_roles=",".join(sorted(actor.roles)), created_at=now)
+    session.add(comment)
+    if public and actor.is_staff and ticket.first_response_at is None:
+        ticket.first_response_at = now
+    ticket.updated_at = now
+    session.flush()
+    _history(session, ticket, actor, "comment", None, comment.id, note="public reply" if public else "internal note",
+             at=now)
+    _emit(session, outbox, "comment_added", ticket, actor, comment=CommentOut().load(_comment_out(comment)))
+    if public and not actor.is_staff:
+        to = domain.state_after_customer_reply(ticket.state)
+        if to is not None:
+            _move(session, outbox, ticket, actor, to, "requester replied", now)
+    return _comment_out(comment)
+
+
+def add_attachment(session: Session, outbox, actor: domain.Actor, store: AttachmentStore, ticket_id: int,
+                   data: dict) -> dict:
+    ticket = _get_ticket(session, ticket_id, actor)
+    if not actor.is_staff and not data["public"]:
+        raise ValidationFailed.from_fields({"public": ["requesters add public attachments only"]})
+    try:
+        content = base64.b64decode(data["content_b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed.from_fields({"content_b64": ["not valid base64"]})
+    store.check(data["content_type"], len(content))
+    if data["comment_id"] is not None:
+        owner = session.execute(select(Comment.ticket_id).where(Comment.id == data["comment_id"])).scalar()
+        if owner != ticket.id:
+            raise ValidationFailed.from_fields({"comment_id": [f"no comment {data['comment_id']} on this ticket"]})
+    digest = store.put(content)  # content-addressed: storing twice is harmless if the transaction fails
+    now = utcnow()
+    attachment = Attachment(ticket_id=ticket.id, comment_id=data["comment_id"], filename=data["filename"],
+                            content_type=data["content_type"], size=len(content), sha256=digest,
+                            public=data["public"], uploaded_by=actor.id, created_at=now)
+    session.add(attachment)
+    ticket.updated_at = now
+    session.flush()
+    _history(session, ticket, actor, "attachment", None, data["filename"], at=now)
+    return _attachment_out(attachment)
+
+
+def get_attachment(session: Session, actor: domain.Actor, store: AttachmentStore, attachment_id: int) -> dict:
+    attachment = session.get(Attachment, attachment_id)
+    if attachment is None:
+        raise NotFound(f"attachment {attachment_id} not found", {"attachment_id": attachment_id})
+    _get_ticket(session, attachment.ticket_id, actor)
+    if not attachment.public and not actor.is_staff:
+        raise NotFound(f"attachment {attachment_id} not found", {"attachment_id": attachment_id})
+    out = _attachment_out(attachment)
+    out["content_b64"] = base64.b64encode(store.get(attachment.sha256)).decode("ascii")
+    return out
+
+
+def rate(session: Session, outbox, actor: domain.Actor, ticket_id: int, score: int, comment: str | None,
+         change_days: int) -> dict:
+    ticket = _get_ticket(session, ticket_id, actor)
+    existing = session.get(Rating, ticket.id)
+    now = utcnow()
+    domain.check_rating(ticket.state, actor, ticket.requester_id, score,
+                        existing.first_rated_at if existing else None, now, change_days)
+    if existing is None:
+        existing = Rating(ticket_id=ticket.id, first_rated_at=now, rated_by=actor.id)
+        session.add(existing)
+        old = None
+    else:
+        old = {"score": existing.score, "comment": existing.comment}
+    existing.score, existing.comment, existing.rated_at = score, comment, now
+    existing.solver_id = ticket.solver_id
+    _history(session, ticket, actor, "rating", old, {"score": score, "comment": comment}, at=now)
+    _emit(session, outbox, "ticket_rated", ticket, actor,
+          rating={"score": score, "comment": comment, "rated_at": now}, changed=old is not None)
+    return {"ticket_id": ticket.id, "score": score, "comment": comment, "rated_at": now.isoformat(),
+            "changed": old is not None}
+
+
+def history(session: Session, actor: domain.Actor, ticket_id: int) -> list[dict]:
+    ticket = _get_ticket(session, ticket_id, actor)
+    rows = session.execute(select(History).where(History.ticket_id == ticket.id).order_by(History.id)).scalars()
+    out = []
+    for h in rows:
+        if not actor.is_staff and h.field == "comment" and h.note == "internal note":
+            continue
+        out.append({"at": h.at.isoformat(), "actor_id": h.actor_id, "actor_name": h.actor_name, "field": h.field,
+                    "old": h.old, "new": h.new, "note": h.note})
+    return out
+
+
+# ---------------------------------------------------------------- auto close
+
+def resolved_due(session: Session, cutoff: dt.datetime, limit: int = 100) -> list[int]:
+    return list(session.execute(
+        select(Ticket.id).where(Ticket.state == domain.RESOLVED).where(Ticket.resolved_at <= cutoff)
+        .order_by(Ticket.resolved_at).limit(limit)).scalars())
+
+
+def auto_close(session: Session, outbox, ticket_id: int, cutoff: dt.datetime) -> bool:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None or ticket.state != domain.RESOLVED or ticket.resolved_at > cutoff:
+        return False  # reopened or closed meanwhile
+    _move(session, outbox, ticket, domain.SYSTEM_ACTOR, domain.CLOSED, "resolved", utcnow())
+    return True
+
+
+# ---------------------------------------------------------------- listing
+
+def _encode_cursor(value, ticket_id: int) -> str:
+    raw = json.dumps([value.isoformat() if isinstance(value, dt.datetime) else value, ticket_id])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str):
+    try:
+        value, ticket_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return dt.datetime.fromisoformat(value), int(ticket_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValidationFailed.from_fields({"cursor": ["not a cursor this service returned"]})
+
+
+def _filtered(session: Session, actor: domain.Actor, q: dict, with_state: bool = True):
+    stmt = select(Ticket)
+    if not actor.is_staff:
+        if domain.ORG_MANAGER in actor.roles and actor.organisation_id:
+            stmt = stmt.where(Ticket.organisation_id == actor.organisation_id)
+        else:
+            stmt = stmt.where(Ticket.requester_id == actor.id)
+    if with_state and q.get("state"):
+        stmt = stmt.where(Ticket.state.in_(q["state"]))
+    if q.get("category_id") is not None:
+        stmt = stmt.where(Ticket.category_id.in_(subtree_ids(session, q["category_id"])))
+    if q.get("priority"):
+        stmt = stmt.where(Ticket.priority.in_(q["priority"]))
+    if q.get("solver_id") == "none":
+        stmt = stmt.where(Ticket.solver_id.is_(None))
+    elif q.get("solver_id"):
+        stmt = stmt.where(Ticket.solver_id == q["solver_id"])
+    for name in ("organisation_id", "contract", "channel", "requester_id"):
+        if q.get(name):
+            stmt = stmt.where(getattr(Ticket, name) == q[name])
+    if q.get("created_from"):
+        stmt = stmt.where(Ticket.created_at >= q["created_from"])
+    if q.get("created_to"):
+        stmt = stmt.where(Ticket.created_at < q["created_to"])
+    if q.get("text"):
+        pattern = "%" + q["text"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
+                              Ticket.description.ilike(pattern, escape="\\")))
+    return stmt
+
+
+def list_tickets(session: Session, actor: domain.Actor, q: dict) -> dict:
+    stmt = _filtered(session, actor, q)
+    column = Ticket.created_at if q["sort"].endswith("created_at") else Ticket.updated_at
+    descending = q["sort"].startswith("-")
+    if q.get("cursor"):
+        value, last_id = _decode_cursor(q["cursor"])
+        key = tuple_(column, Ticket.id)
+        stmt = stmt.where(key < tuple_(value, last_id) if descending else key > tuple_(value, last_id))
+    order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
+    rows = list(session.execute(stmt.order_by(*order).limit(q["limit"] + 1)).scalars())
+    more = len(rows) > q["limit"]
+    rows = rows[: q["limit"]]
+    items = [TicketSnapshot(exclude=("description", "category_path")).dump(snapshot_light(t)) for t in rows]
+    last = rows[-1] if rows else None
+    return {"items": items,
+            "next_cursor": _encode_cursor(getattr(last, column.key), last.id) if more and last else None}
+
+
+def snapshot_light(ticket: Ticket) -> dict:
+    """A list row: the snapshot without the description and category path (no extra queries)."""
+    return {
+        "id": ticket.id, "number": ticket.number, "subject": ticket.subject,
+        "requester": _person(ticket.requester_id, ticket.requester_name, ticket.requester_email),
+        "organisation_id": ticket.organisation_id, "contract": ticket.contract, "category_id": ticket.category_id,
+        "priority": ticket.priority, "channel": ticket.channel, "state": ticket.state,
+        "solver": _person(ticket.solver_id, ticket.solver_name, ticket.solver_email),
+        "close_reason": ticket.close_reason, "created_at": ticket.created_at, "updated_at": ticket.updated_at,
+        "first_response_at": ticket.first_response_at, "resolved_at": ticket.resolved_at,
+        "closed_at": ticket.closed_at, "version": ticket.version,
+    }
+
+
+def count_by_state(session: Session, actor: domain.Actor, q: dict) -> dict:
+    sub = _filtered(session, actor, q, with_state=False).with_only_columns(Ticket.state).subquery()
+    rows = session.execute(select(sub.c.state, func.count()).group_by(sub.c.state)).all()
+    counts = {state: 0 for state in domain.STATES}
+    counts.update({state: n for state, n in rows})
+    return counts
+
+
+# ---------------------------------------------------------------- categories
+
+def _category_out(c: Category) -> dict:
+    return {"id": c.id, "name": c.name, "parent_id": c.parent_id, "active": c.active}
+
+
+def _get_category(session: Session, category_id: int) -> Category:
+    category = session.get(Category, category_id)
+    if category is None:
+        raise NotFound(f"category {category_id} not found", {"category_id": category_id})
+    return category
+
+
+def create_category(session: Session, name: str, parent_id: int | None) -> dict:
+    if parent_id is not None:
+        _get_category(session, parent_id)
+    category = Category(name=name, parent_id=parent_id, active=True, created_at=utcnow())
+    session.add(category)
+    session.flush()
+    return _category_out(category)
+
+
+def rename_category(session: Session, category_id: int, name: str) -> dict:
+    category = _get_category(session, category_id)
+    category.name = name
+    return _category_out(category)
+
+
+def move_category(session: Session, category_id: int, parent_id: int | None) -> dict:
+    category = _get_category(session, category_id)
+    if parent_id is not None:
+        _get_category(session, parent_id)
+    domain.check_category_move(category_id, parent_id, category_path(session, parent_id))
+    category.parent_id = parent_id
+    return _category_out(category)
+
+
+def set_category_active(session: Session, category_id: int, active: bool) -> dict:
+    category = _get_category(session, category_id)
+    category.active = active
+    return _category_out(category)
+
+
+def list_categories(session: Session, include_inactive: bool) -> list[dict]:
+    """The tree as nested dicts; inactive branches only when asked for (they stay on old tickets)."""
+    rows = session.execute(select(Category).order_by(Category.name)).scalars().all()
+    nodes = {c.id: {**_category_out(c), "children": []} for c in rows if include_inactive or c.active}
+    roots = []
+    for c in rows:
+        if c.id not in nodes:
+            continue
+        if c.parent_id is None:
+            roots.append(nodes[c.id])
+        elif c.parent_id in nodes:
+            nodes[c.parent_id]["children"].append(nodes[c.id])
+    return roots

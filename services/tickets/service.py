@@ -1,0 +1,208 @@
+"""The tickets nameko service: thin RPC entrypoints over handlers.py, and the auto-close timer."""
+from __future__ import annotations
+
+import logging
+
+from nameko.rpc import rpc
+from nameko.timer import timer
+from sqlalchemy.orm.exc import StaleDataError
+
+from helpdesk.common.contracts.shared import Actor as ActorSchema
+from helpdesk.common.db import DatabaseProvider
+from helpdesk.common.errors import EXPECTED, Conflict, Forbidden, ValidationFailed
+from helpdesk.common.events import utcnow
+from helpdesk.common.observability import Observability
+from helpdesk.common.outbox import Outbox
+from helpdesk.common.schemas import load
+from helpdesk.tickets import domain, handlers, schemas
+from helpdesk.tickets import metrics
+from helpdesk.tickets.dependencies import SettingsProvider
+from helpdesk.tickets.models import Base
+
+log = logging.getLogger(__name__)
+
+api = rpc(expected_exceptions=EXPECTED)
+
+
+def actor_from(data) -> domain.Actor:
+    a = load(ActorSchema(), data, "actor")
+    return domain.Actor(a["id"], a["name"], frozenset(a["roles"]), a.get("organisation_id"), a.get("email"))
+
+
+def _require(actor: domain.Actor, roles: set[str], what: str) -> None:
+    if not actor.roles & roles:
+        raise Forbidden(f"{what} needs one of the roles {', '.join(sorted(roles))}", {"roles": sorted(actor.roles)})
+
+
+def _ticket_id(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed.from_fields({"ticket_id": ["must be a whole number"]})
+    return value
+
+
+class TicketsService:
+    name = "tickets"
+
+    observe = Observability()
+    db = DatabaseProvider("tickets", Base.metadata)
+    outbox = Outbox()
+    settings = SettingsProvider()
+
+    def _tx(self, fn, *args, **kwargs):
+        """Run one use case in one transaction; a concurrent write on the same ticket is a conflict."""
+        try:
+            with self.db.transaction() as session:
+                return fn(session, *args, **kwargs)
+        except StaleDataError:
+            raise Conflict("the ticket was changed by someone else at the same time; reload and try again")
+
+    # ------------------------------------------------------------ tickets
+
+    @api
+    def create_ticket(self, actor, data):
+        who = actor_from(actor)
+        data = load(schemas.TicketCreate(), data, "data")
+        with self.db.transaction() as session:  # its own short transaction: the counter lock is held briefly
+            number = handlers.allocate_number(session, self.settings.config.ticket_number_prefix, utcnow().year)
+        ticket = self._tx(handlers.create_ticket, self.outbox, who, data, number)
+        metrics.TICKETS_CREATED.labels(ticket["channel"], ticket["priority"]).inc()
+        return ticket
+
+    @api
+    def get_ticket(self, actor, ticket_id):
+        return self._tx(handlers.get_ticket, actor_from(actor), _ticket_id(ticket_id))
+
+    @api
+    def get_ticket_by_number(self, actor, number):
+        return self._tx(handlers.get_ticket_by_number, actor_from(actor), str(number))
+
+    @api
+    def update_ticket(self, actor, ticket_id, version, changes):
+        who = actor_from(actor)
+        changes = load(schemas.TicketUpdate(), changes, "changes")
+        return self._tx(handlers.update_ticket, self.outbox, who, _ticket_id(ticket_id), version, changes)
+
+    @api
+    def change_state(self, actor, ticket_id, version, to_state, reason=None):
+        who = actor_from(actor)
+        move = load(schemas.StateChangeIn(), {"to_state": to_state, "reason": reason})
+        ticket = self._tx(handlers.change_state, self.outbox, who, _ticket_id(ticket_id), version,
+                          move["to_state"], move["reason"])
+        metrics.STATE_CHANGES.labels(ticket["state"]).inc()
+        return ticket
+
+    @api
+    def assign(self, actor, ticket_id, solver, version=None, note=None):
+        who = actor_from(actor)
+        _require(who, {domain.DISPATCHER, domain.ADMIN, domain.SYSTEM}, "assigning a ticket")
+        if solver is not None:
+            from helpdesk.common.contracts.tickets import Person
+
+            solver = load(Person(), solver, "solver")
+        return self._tx(handlers.assign, self.outbox, who, _ticket_id(ticket_id), version, solver, note)
+
+    @api
+    def claim(self, actor, ticket_id):
+        who = actor_from(actor)
+        _require(who, {domain.SOLVER}, "claiming a ticket")
+        try:
+            return self._tx(handlers.claim, self.outbox, who, _ticket_id(ticket_id))
+        except Conflict as exc:
+            if "changed by someone else" in exc.message:
+                raise Conflict("the ticket is already taken by another solver", {"ticket_id": ticket_id})
+            raise
+
+    @api
+    def history(self, actor, ticket_id):
+        return self._tx(handlers.history, actor_from(actor), _ticket_id(ticket_id))
+
+    @api
+    def list_tickets(self, actor, query=None):
+        who = actor_from(actor)
+        q = load(schemas.ListQuery(), query or {}, "query")
+        return self._tx(handlers.list_tickets, who, q)
+
+    @api
+    def count_by_state(self, actor, query=None):
+        who = actor_from(actor)
+        q = load(schemas.ListQuery(), query or {}, "query")
+        return self._tx(handlers.count_by_state, who, q)
+
+    # ------------------------------------------------------------ comments, attachments, ratings
+
+    @api
+    def add_comment(self, actor, ticket_id, body, public=True):
+        who = actor_from(actor)
+        data = load(schemas.CommentIn(), {"body": body, "public": public})
+        return self._tx(handlers.add_comment, self.outbox, who, _ticket_id(ticket_id), data["body"], data["public"])
+
+    @api
+    def add_attachment(self, actor, ticket_id, attachment):
+        who = actor_from(actor)
+        data = load(schemas.AttachmentIn(), attachment, "attachment")
+        return self._tx(handlers.add_attachment, self.outbox, who, self.settings.store, _ticket_id(ticket_id), data)
+
+    @api
+    def get_attachment(self, actor, attachment_id):
+        return self._tx(handlers.get_attachment, actor_from(actor), self.settings.store, int(attachment_id))
+
+    @api
+    def rate(self, actor, ticket_id, score, comment=None):
+        who = actor_from(actor)
+        data = load(schemas.RatingIn(), {"score": score, "comment": comment})
+        return self._tx(handlers.rate, self.outbox, who, _ticket_id(ticket_id), data["score"], data["comment"],
+                        self.settings.config.rating_change_days)
+
+    # ------------------------------------------------------------ categories
+
+    @api
+    def list_categories(self, include_inactive=False):
+        return self._tx(handlers.list_categories, bool(include_inactive))
+
+    @api
+    def create_category(self, actor, name, parent_id=None):
+        _require(actor_from(actor), {domain.ADMIN}, "managing categories")
+        data = load(schemas.CategoryIn(), {"name": name, "parent_id": parent_id})
+        return self._tx(handlers.create_category, data["name"], data["parent_id"])
+
+    @api
+    def rename_category(self, actor, category_id, name):
+        _require(actor_from(actor), {domain.ADMIN}, "managing categories")
+        data = load(schemas.CategoryIn(), {"name": name})
+        return self._tx(handlers.rename_category, int(category_id), data["name"])
+
+    @api
+    def move_category(self, actor, category_id, parent_id):
+        _require(actor_from(actor), {domain.ADMIN}, "managing categories")
+        return self._tx(handlers.move_category, int(category_id), None if parent_id is None else int(parent_id))
+
+    @api
+    def set_category_active(self, actor, category_id, active):
+        _require(actor_from(actor), {domain.ADMIN}, "managing categories")
+        return self._tx(handlers.set_category_active, int(category_id), bool(active))
+
+    # ------------------------------------------------------------ timers
+
+    @timer(interval=60)
+    def close_resolved(self):
+        """Resolved tickets nobody reopened close by themselves after HELPDESK_AUTO_CLOSE_DAYS."""
+        return self.close_resolved_now()
+
+    @timer(interval=30)
+    def refresh_metrics(self):
+        self._tx(metrics.refresh)
+
+    def close_resolved_now(self) -> int:
+        cutoff = domain.auto_close_cutoff(utcnow(), self.settings.config.auto_close_days)
+        closed = 0
+        while True:
+            due = self._tx(handlers.resolved_due, cutoff)
+            if not due:
+                return closed
+            for ticket_id in due:
+                try:
+                    closed += bool(self._tx(handlers.auto_close, self.outbox, ticket_id, cutoff))
+                except Conflict:
+                    pass  # another replica or a person changed it first
+            if len(due) < 100:
+                return closed

@@ -1,0 +1,161 @@
+"""Fixtures shared by the test rings: a private RabbitMQ vhost, fresh databases, running services.
+
+Integration tests run against the real RabbitMQ (127.0.0.1:5672) in a vhost of their
+own, and against both SQLite and the real PostgreSQL (127.0.0.1:5432): each test gets a
+new PostgreSQL database cloned from a migrated template, so tests never see each
+other's rows.
+"""
+from __future__ import annotations
+
+import eventlet
+
+eventlet.monkey_patch()  # as `helpdesk run` does: the services under test run on green threads
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+AMQP_HOST = os.environ.get("HELPDESK_TEST_AMQP", "pyamqp://guest:guest@127.0.0.1:5672")
+PG_ADMIN_URL = os.environ.get("HELPDESK_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+PG_TEMPLATE = f"helpdesk_tpl_{os.getpid()}"
+DATABASES = [d for d in os.environ.get("HELPDESK_TEST_DATABASES", "sqlite,postgresql").split(",") if d]
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def amqp_uri():
+    """A vhost of this test session's own on the real broker, removed afterwards."""
+    vhost = f"helpdesk-test-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    yield f"{AMQP_HOST}/{vhost}"
+    _rabbitmqctl("delete_vhost", vhost)
+
+
+def _pg_exec(sql: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        conn.exec_driver_sql(sql)
+    engine.dispose()
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    """A PostgreSQL database migrated once; each test clones it."""
+    from helpdesk.cli import SERVICES, _migrations_path
+    from helpdesk.common import db
+
+    _pg_exec(f"DROP DATABASE IF EXISTS {PG_TEMPLATE}")
+    _pg_exec(f"CREATE DATABASE {PG_TEMPLATE}")
+    url = _pg_url(PG_TEMPLATE)
+    db.migrate(url, _migrations_path(SERVICES["tickets"][1]))
+    db.get_engine(url).dispose()
+    db._engines.pop(db.normalise_url(url), None)
+    yield PG_TEMPLATE
+    _pg_exec(f"DROP DATABASE IF EXISTS {PG_TEMPLATE}")
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path):
+    """A migrated, empty tickets database: SQLite file or a fresh PostgreSQL database."""
+    from helpdesk.cli import SERVICES, _migrations_path
+    from helpdesk.common import db
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tickets.db'}"
+        db.migrate(url, _migrations_path(SERVICES["tickets"][1]))
+        yield url
+    else:
+        template = request.getfixturevalue("pg_template")
+        name = f"helpdesk_t_{uuid.uuid4().hex[:12]}"
+        _pg_exec(f"CREATE DATABASE {name} TEMPLATE {template}")
+        url = _pg_url(name)
+        yield url
+        engine = db._engines.pop(db.normalise_url(url), None)
+        if engine is not None:
+            engine.dispose()
+        _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return
+    engine = db._engines.pop(db.normalise_url(url), None)
+    if engine is not None:
+        engine.dispose()
+
+
+@pytest.fixture
+def config(amqp_uri, database_url, tmp_path):
+    from helpdesk.common import config as config_module
+
+    return config_module.load({
+        "HELPDESK_AMQP_URI": amqp_uri,
+        "HELPDESK_DATA_DIR": str(tmp_path / "data"),
+        "HELPDESK_TICKETS_DATABASE_URL": database_url,
+        "HELPDESK_METRICS_PORT": "0",
+        "HELPDESK_OUTBOX_POLL_SECONDS": "0.2",
+        "HELPDESK_LOG_FORMAT": "text",
+    })
+
+
+@pytest.fixture
+def run_services(config):
+    """Start service classes in this process; stopped at the end of the test."""
+    from nameko.runners import ServiceRunner
+
+    runners = []
+
+    def start(*service_classes, cfg=None):
+        runner = ServiceRunner((cfg or config).nameko())
+        for cls in service_classes:
+            runner.add_service(cls)
+        runner.start()
+        runners.append(runner)
+        return runner
+
+    yield start
+    for runner in runners:
+        runner.stop()
+
+
+@pytest.fixture
+def tickets(run_services):
+    from helpdesk.tickets.service import TicketsService
+
+    return run_services(TicketsService)
+
+
+@pytest.fixture
+def rpc(config):
+    """A standalone RPC client, as the portal uses."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy(config.nameko(), timeout=30) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def event_log(config):
+    """Collects every event published on an exchange, through a queue of the test's own."""
+    from support import EventLog
+
+    logs = []
+
+    def listen(source: str = "tickets") -> EventLog:
+        log = EventLog(config.amqp_uri, source)
+        logs.append(log)
+        return log
+
+    yield listen
+    for log in logs:
+        log.close()
