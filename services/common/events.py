@@ -74,6 +74,8 @@ def utcnow() -> dt.datetime:
 
 
 def _contract(source: str, type_: str) -> Contract:
+    import helpdesk.common.contracts  # noqa: F401  (registers every contract; imported late, it imports us)
+
     try:
         return CONTRACTS[(source, type_)]
     except KeyError:

@@ -1,0 +1,126 @@
+"""The outbox relay against the real broker and both databases: crash safety, several relays, order."""
+from __future__ import annotations
+
+import eventlet
+import pytest
+
+from helpdesk.common import db
+from helpdesk.common.outbox import OutboxWriter, Relay
+from helpdesk.tickets import domain, handlers
+from helpdesk.tickets.models import outbox, outbox_lease
+from support import REQUESTER, SOLVER
+
+ACTOR = domain.Actor(REQUESTER["id"], REQUESTER["name"], frozenset({"requester"}), "org-1")
+STAFF = domain.Actor(SOLVER["id"], SOLVER["name"], frozenset({"solver"}), "org-1")
+DATA = {"subject": "VPN nejde", "description": "Od rána se nepřipojím.", "requester": None, "organisation_id": None,
+        "contract": None, "category_id": None, "priority": "normal", "channel": "portal"}
+
+
+def _relay(config, **kw) -> Relay:
+    return Relay(db.session_factory(config.database_url("tickets")), outbox, outbox_lease, config.amqp_uri,
+                 config.nameko(), "tickets", poll_seconds=0.05, **kw)
+
+
+def _create(config, n: int) -> list[dict]:
+    """Commit n tickets with their events, as the service does, but with no relay running."""
+    sessions = db.session_factory(config.database_url("tickets"))
+    writer = OutboxWriter(outbox, "tickets")
+    made = []
+    for i in range(n):
+        with db.transaction(sessions) as session:
+            number = handlers.allocate_number(session, "HD", 2026)
+        with db.transaction(sessions) as session:
+            made.append(handlers.create_ticket(session, writer, ACTOR, dict(DATA, subject=f"VPN {i}"), number))
+    return made
+
+
+def _unsent(config) -> int:
+    from sqlalchemy import func, select
+
+    with db.transaction(db.session_factory(config.database_url("tickets"))) as session:
+        return session.execute(select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))).scalar()
+
+
+def test_event_committed_while_relay_is_down_is_published_once_after_restart(config, event_log):
+    log = event_log("tickets")
+    made = _create(config, 3)  # committed; the relay "died" before publishing
+    assert log.wait_for(1, timeout=0.5) == []
+
+    relay = _relay(config)
+    assert relay.run_once() == 3
+    assert relay.run_once() == 0  # marked sent: a second pass publishes nothing
+    events = log.wait_for(3)
+    assert sorted(e["payload"]["ticket"]["id"] for e in events) == sorted(t["id"] for t in made)
+    eventlet.sleep(0.3)
+    assert len(log.drain()) == 3
+    assert _unsent(config) == 0
+
+
+def test_relay_killed_after_publish_before_marking_republishes_and_event_id_stays(config, event_log):
+    log = event_log("tickets")
+    _create(config, 1)
+    relay = _relay(config)
+    relay.publisher.publish = _then_crash(relay.publisher.publish)
+    with pytest.raises(_Crash):
+        relay.run_once()
+    assert _unsent(config) == 1  # it was published, but not marked: the crash window
+
+    relay.release_lease()  # as if the dead relay's lease had lapsed
+    restarted = _relay(config)
+    assert restarted.run_once() == 1
+    events = log.wait_for(2)
+    assert len(events) == 2 and events[0]["event_id"] == events[1]["event_id"]  # consumers dedupe on it
+
+
+def test_two_relays_running_at_once_publish_each_event_once_in_commit_order(config, event_log):
+    log = event_log("tickets")
+    made = _create(config, 60)
+    a, b = _relay(config), _relay(config)
+    threads = [eventlet.spawn(a.run_forever), eventlet.spawn(b.run_forever)]
+    events = log.wait_for(60, timeout=20)
+    eventlet.sleep(0.5)
+    events = log.drain()
+    for r in (a, b):
+        r.stop()
+    for t in threads:
+        t.wait()
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == 60 and len(set(ids)) == 60
+    assert [e["payload"]["ticket"]["id"] for e in events] == [t["id"] for t in made]
+
+
+def test_events_of_one_ticket_leave_in_the_order_they_were_committed(config, event_log):
+    log = event_log("tickets")
+    sessions = db.session_factory(config.database_url("tickets"))
+    writer = OutboxWriter(outbox, "tickets")
+    (ticket,) = _create(config, 1)
+    for body in ("první", "druhá", "třetí"):
+        with db.transaction(sessions) as session:
+            handlers.add_comment(session, writer, STAFF, ticket["id"], body, True)
+    _relay(config).run_once()
+    events = log.wait_for(4)
+    assert [e["type"] for e in events] == ["ticket_created"] + ["comment_added"] * 3
+    assert [e["payload"]["comment"]["body"] for e in events[1:]] == ["první", "druhá", "třetí"]
+
+
+def test_relay_without_lease_publishes_nothing(config, event_log):
+    log = event_log("tickets")
+    _create(config, 2)
+    holder = _relay(config)
+    assert holder.hold_lease()
+    other = _relay(config)
+    assert other.run_once() == 0
+    assert log.wait_for(1, timeout=0.5) == []
+    assert holder.run_once() == 2
+
+
+class _Crash(Exception):
+    pass
+
+
+def _then_crash(publish):
+    def wrapped(*args, **kwargs):
+        publish(*args, **kwargs)
+        raise _Crash("killed between the broker's confirm and marking the row sent")
+
+    return wrapped
