@@ -87,6 +87,24 @@ def run(cfg, names: list[str], demo: bool) -> int:
     return 0
 
 
+def list_tickets(cfg, args) -> int:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from helpdesk.demo import ADMIN
+    from helpdesk.tickets.domain import STATE_LABELS
+
+    query = {"limit": args.limit, "state": args.state, "text": args.text}
+    with ClusterRpcProxy(cfg.nameko(), timeout=10) as rpc:
+        page = rpc.tickets.list_tickets(actor=ADMIN, query={k: v for k, v in query.items() if v})
+        counts = rpc.tickets.count_by_state(actor=ADMIN, query={})
+    for t in page["items"]:
+        solver = (t["solver"] or {}).get("name", "-")
+        state = STATE_LABELS[t["state"]][cfg.language]
+        print(f"{t['number']}  {state:<24} {t['priority']:<7} {solver:<18} {t['subject']}")
+    print("  ".join(f"{STATE_LABELS[s][cfg.language]}: {n}" for s, n in counts.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="helpdesk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("asyncapi", help="write docs/events.asyncapi.yaml from the event schemas")
     p.add_argument("--check", action="store_true", help="fail if the file is stale")
     sub.add_parser("config", help="list the environment variables and their defaults")
+    p = sub.add_parser("tickets", help="list tickets through the running tickets service")
+    p.add_argument("--state", action="append", help="filter by state (repeatable)")
+    p.add_argument("--text", help="text in subject or description")
+    p.add_argument("--limit", type=int, default=50)
     args = parser.parse_args(argv)
 
     if args.command in ("run", "demo"):
@@ -112,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.load()
     configure_logging(cfg.log_level, cfg.log_format)
 
+    if args.command == "tickets":
+        return list_tickets(cfg, args)
     if args.command == "run":
         return run(cfg, args.services, args.demo)
     if args.command == "migrate":
