@@ -5,6 +5,10 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
+
+# eventlet warns on import that it is in maintenance mode; docs/architecture.md says why we use it anyway
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 # service name -> (nameko class, migrations package); a service joins here when it is built
 SERVICES = {

@@ -7,7 +7,11 @@ other's rows.
 """
 from __future__ import annotations
 
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # as `helpdesk run` does: the services under test run on green threads
 

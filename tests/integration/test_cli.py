@@ -1,0 +1,61 @@
+"""The `helpdesk` command as a newcomer uses it: start with demo data, list, and the broker check."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HELPDESK = str(Path(sys.executable).with_name("helpdesk"))
+
+
+def _env(tmp_path, **extra) -> dict:
+    env = dict(os.environ)
+    env.update({"HELPDESK_DATA_DIR": str(tmp_path / "data"), "HELPDESK_METRICS_PORT": "0",
+                "HELPDESK_LOG_FORMAT": "text"}, **extra)
+    return env
+
+
+def test_run_without_a_broker_says_how_to_get_one_and_fails(tmp_path):
+    result = subprocess.run([HELPDESK, "run", "all"], capture_output=True, text=True, timeout=60,
+                            env=_env(tmp_path, HELPDESK_AMQP_URI="pyamqp://guest:guest@127.0.0.1:5999/"))
+    assert result.returncode == 2
+    assert "No RabbitMQ answers at pyamqp://guest:guest@127.0.0.1:5999/" in result.stderr
+    assert "rabbitmq-server" in result.stderr
+
+
+def test_unknown_service_is_named(tmp_path):
+    result = subprocess.run([HELPDESK, "migrate", "helpdesk-x"], capture_output=True, text=True, timeout=60,
+                            env=_env(tmp_path))
+    assert result.returncode != 0 and "unknown service helpdesk-x" in result.stderr
+
+
+def test_run_all_with_demo_data_serves_tickets(tmp_path, amqp_uri):
+    env = _env(tmp_path, HELPDESK_AMQP_URI=amqp_uri)
+    proc = subprocess.Popen([HELPDESK, "run", "all", "--demo"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        lines = []
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "demo data loaded" in line:
+                break
+        assert any("demo data loaded: 20 tickets" in line for line in lines), "".join(lines)
+        listing = subprocess.run([HELPDESK, "tickets", "--limit", "100"], capture_output=True, text=True,
+                                 timeout=60, env=env)
+        assert listing.returncode == 0, listing.stderr
+        rows = [line for line in listing.stdout.splitlines() if line.startswith("HD-")]
+        assert len(rows) == 20
+        assert "Uzavřeno: 3" in listing.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_event_catalogue_is_current():
+    result = subprocess.run([HELPDESK, "asyncapi", "--check"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
