@@ -14,6 +14,10 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 SERVICES = {
     "tickets": ("helpdesk.tickets.service:TicketsService", "helpdesk.tickets:migrations"),
 }
+# databases of services whose processes don't exist yet but whose tables do (portal accounts)
+STORES = {
+    "portal": "helpdesk.portal:migrations",
+}
 
 log = logging.getLogger("helpdesk")
 
@@ -43,9 +47,42 @@ def migrate(cfg, names: list[str]) -> None:
     from helpdesk.common.db import migrate as run_migrations
 
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    for name in _selected(names):
-        run_migrations(cfg.database_url(name), _migrations_path(SERVICES[name][1]))
+    stores = {**{n: spec for n, (_cls, spec) in SERVICES.items()}, **STORES}
+    if not names or names == ["all"]:
+        names = list(stores)
+    unknown = [n for n in names if n not in stores]
+    if unknown:
+        raise SystemExit(f"unknown service {', '.join(unknown)}; services: {', '.join(stores)}, or all")
+    for name in names:
+        run_migrations(cfg.database_url(name), _migrations_path(stores[name]))
         log.info("migrated %s", name)
+
+
+def create_admin(cfg, email: str, name: str, password: str | None) -> int:
+    import secrets
+
+    from helpdesk.common import db
+    from helpdesk.common.errors import HelpdeskError
+    from helpdesk.common.outbox import OutboxWriter
+    from helpdesk.portal import accounts
+    from helpdesk.portal.models import outbox
+
+    migrate(cfg, ["portal"])
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    try:
+        with db.transaction(db.session_factory(cfg.database_url("portal"))) as session:
+            admin = accounts.create_admin(session, OutboxWriter(outbox, "portal"), email, name, password,
+                                          cfg.language)
+    except HelpdeskError as exc:
+        print(f"cannot create the administrator: {exc}", file=sys.stderr)
+        for field, messages in exc.details.items() if isinstance(exc.details, dict) else ():
+            print(f"  {field}: {messages}", file=sys.stderr)
+        return 1
+    print(f"administrator {admin['email']} created")
+    if generated:
+        print(f"password (shown once): {password}")
+    return 0
 
 
 def broker_reachable(uri: str) -> bool:
@@ -74,7 +111,7 @@ def run(cfg, names: list[str], demo: bool) -> int:
         print(NO_BROKER.format(uri=cfg.amqp_uri), file=sys.stderr)
         return 2
     names = _selected(names)
-    migrate(cfg, names)
+    migrate(cfg, ["all"])
     runner = ServiceRunner(cfg.nameko())
     for name in names:
         runner.add_service(_load(SERVICES[name][0]))
@@ -118,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="bring the services' databases to the newest schema")
     p.add_argument("services", nargs="*", default=["all"])
     sub.add_parser("demo", help="load demo data through the running services")
+    p = sub.add_parser("create-admin", help="create the first administrator account")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input "
+                   "(otherwise one is generated and shown once)")
     p = sub.add_parser("asyncapi", help="write docs/events.asyncapi.yaml from the event schemas")
     p.add_argument("--check", action="store_true", help="fail if the file is stale")
     sub.add_parser("config", help="list the environment variables and their defaults")
@@ -138,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.load()
     configure_logging(cfg.log_level, cfg.log_format)
 
+    if args.command == "create-admin":
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+        return create_admin(cfg, args.email, args.name, password)
     if args.command == "tickets":
         return list_tickets(cfg, args)
     if args.command == "run":

@@ -59,3 +59,30 @@ def test_run_all_with_demo_data_serves_tickets(tmp_path, amqp_uri):
 def test_event_catalogue_is_current():
     result = subprocess.run([HELPDESK, "asyncapi", "--check"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_create_admin_stores_a_hashed_password_and_an_account_changed_event(tmp_path):
+    import json
+    import sqlite3
+
+    from helpdesk.portal.accounts import verify_password
+
+    env = _env(tmp_path)
+    made = subprocess.run([HELPDESK, "create-admin", "--email", "Alena@Firma.cz", "--name", "Alena Adminová",
+                           "--password-stdin"], input="správné-heslo-2026\n", capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert made.returncode == 0, made.stderr
+    conn = sqlite3.connect(tmp_path / "data" / "portal.db")
+    email, password_hash, roles = conn.execute("select email, password_hash, roles from accounts").fetchone()
+    assert (email, roles) == ("alena@firma.cz", "admin")
+    assert "správné" not in password_hash and verify_password(password_hash, "správné-heslo-2026")
+    (body,) = conn.execute("select body from outbox where event_type = 'account_changed'").fetchone()
+    assert json.loads(body)["payload"]["email"] == "alena@firma.cz"
+
+    again = subprocess.run([HELPDESK, "create-admin", "--email", "alena@firma.cz", "--name", "X"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert again.returncode == 1 and "exists already" in again.stderr
+    bad = subprocess.run([HELPDESK, "create-admin", "--email", "nope", "--name", "X", "--password-stdin"],
+                         input="short\n", capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 1 and "email" in bad.stderr and "password" in bad.stderr
+    assert conn.execute("select count(*) from accounts").fetchone() == (1,)
