@@ -63,6 +63,13 @@ def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox, lease
 
 
+def messaging_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
+    """Every service's bus tables: outbox, its lease, and the consumers' processed-events guard."""
+    from helpdesk.common.inbox import processed_events_table
+
+    return (*outbox_tables(metadata), processed_events_table(metadata))
+
+
 class OutboxWriter:
     """Adds events to the outbox inside the caller's transaction."""
 

@@ -7,16 +7,14 @@ from sqlalchemy import Boolean, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from helpdesk.common.db import UTCDateTime, new_metadata
-from helpdesk.common.inbox import processed_events_table
-from helpdesk.common.outbox import outbox_tables
+from helpdesk.common.outbox import messaging_tables
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
-outbox, outbox_lease = outbox_tables(Base.metadata)
-processed_events = processed_events_table(Base.metadata)
+outbox, outbox_lease, processed_events = messaging_tables(Base.metadata)
 
 
 class Account(Base):

@@ -7,8 +7,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from helpdesk.common.db import UTCDateTime, new_metadata
-from helpdesk.common.inbox import processed_events_table
-from helpdesk.common.outbox import outbox_tables
+from helpdesk.common.outbox import messaging_tables
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -17,8 +16,7 @@ class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
-outbox, outbox_lease = outbox_tables(Base.metadata)
-processed_events = processed_events_table(Base.metadata)
+outbox, outbox_lease, processed_events = messaging_tables(Base.metadata)
 
 
 class Category(Base):
