@@ -115,8 +115,12 @@ def _check_category(session: Session, category_id: int | None, for_new: bool) ->
     category = session.get(Category, category_id)
     if category is None:
         raise ValidationFailed.from_fields({"category_id": [f"no category {category_id}"]})
-    if for_new and not category.active:
-        raise ValidationFailed.from_fields({"category_id": [f"category {category.name!r} is no longer offered"]})
+    if for_new:
+        # a deactivated category takes its whole branch out of the offer, as list_categories shows it
+        for cid in category_path(session, category_id):
+            branch = session.get(Category, cid)
+            if not branch.active:
+                raise ValidationFailed.from_fields({"category_id": [f"category {branch.name!r} is no longer offered"]})
 
 
 # ---------------------------------------------------------------- numbers
@@ -282,6 +286,12 @@ def claim(session: Session, outbox, actor: domain.Actor, ticket_id: int) -> dict
 
 # ---------------------------------------------------------------- comments, attachments, ratings
 
+# history notes marking rows a requester must not see
+INTERNAL_NOTE = "internal note"
+INTERNAL_ATTACHMENT = "internal attachment"
+_HIDDEN_FROM_CUSTOMERS = {("comment", INTERNAL_NOTE), ("attachment", INTERNAL_ATTACHMENT)}
+
+
 def _comment_out(c: Comment) -> dict:
     return CommentOut().dump({
         "id": c.id, "public": c.public, "body": c.body, "created_at": c.created_at,
@@ -309,7 +319,7 @@ def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, b
         ticket.first_response_at = now
     ticket.updated_at = now
     session.flush()
-    _history(session, ticket, actor, "comment", None, comment.id, note="public reply" if public else "internal note",
+    _history(session, ticket, actor, "comment", None, comment.id, note="public reply" if public else INTERNAL_NOTE,
              at=now)
     _emit(session, outbox, "comment_added", ticket, actor, comment=CommentOut().load(_comment_out(comment)))
     if public and not actor.is_staff:
@@ -341,7 +351,8 @@ def add_attachment(session: Session, outbox, actor: domain.Actor, store: Attachm
     session.add(attachment)
     ticket.updated_at = now
     session.flush()
-    _history(session, ticket, actor, "attachment", None, data["filename"], at=now)
+    _history(session, ticket, actor, "attachment", None, data["filename"],
+             note=None if data["public"] else INTERNAL_ATTACHMENT, at=now)
     return _attachment_out(attachment)
 
 
@@ -384,7 +395,7 @@ def history(session: Session, actor: domain.Actor, ticket_id: int) -> list[dict]
     rows = session.execute(select(History).where(History.ticket_id == ticket.id).order_by(History.id)).scalars()
     out = []
     for h in rows:
-        if not actor.is_staff and h.field == "comment" and h.note == "internal note":
+        if not actor.is_staff and (h.field, h.note) in _HIDDEN_FROM_CUSTOMERS:
             continue
         out.append({"at": h.at.isoformat(), "actor_id": h.actor_id, "actor_name": h.actor_name, "field": h.field,
                     "old": h.old, "new": h.new, "note": h.note})
@@ -417,9 +428,16 @@ def _encode_cursor(value, ticket_id: int) -> str:
 def _decode_cursor(cursor: str):
     try:
         value, ticket_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return dt.datetime.fromisoformat(value), int(ticket_id)
+        value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            raise ValueError("cursors carry UTC times")
+        return value.astimezone(dt.timezone.utc), int(ticket_id)
     except (ValueError, TypeError, binascii.Error):
         raise ValidationFailed.from_fields({"cursor": ["not a cursor this service returned"]})
+
+
+def _casefold(value: str | None) -> str | None:
+    return None if value is None else value.casefold()
 
 
 def _filtered(session: Session, actor: domain.Actor, q: dict, with_state: bool = True):
@@ -447,9 +465,17 @@ def _filtered(session: Session, actor: domain.Actor, q: dict, with_state: bool =
     if q.get("created_to"):
         stmt = stmt.where(Ticket.created_at < q["created_to"])
     if q.get("text"):
-        pattern = "%" + q["text"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        stmt = stmt.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
-                              Ticket.description.ilike(pattern, escape="\\")))
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite's LIKE folds ASCII letters only; Czech needs "Á" to match "á"
+            session.connection().connection.driver_connection.create_function(
+                "helpdesk_casefold", 1, _casefold, deterministic=True)
+            folded = q["text"].casefold()
+            stmt = stmt.where(or_(func.instr(func.helpdesk_casefold(Ticket.subject), folded) > 0,
+                                  func.instr(func.helpdesk_casefold(Ticket.description), folded) > 0))
+        else:
+            pattern = "%" + q["text"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            stmt = stmt.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
+                                  Ticket.description.ilike(pattern, escape="\\")))
     return stmt
 
 

@@ -34,10 +34,14 @@ def _require(actor: domain.Actor, roles: set[str], what: str) -> None:
         raise Forbidden(f"{what} needs one of the roles {', '.join(sorted(roles))}", {"roles": sorted(actor.roles)})
 
 
-def _ticket_id(value) -> int:
+def _whole_number(value, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed.from_fields({"ticket_id": ["must be a whole number"]})
+        raise ValidationFailed.from_fields({field: ["must be a whole number"]})
     return value
+
+
+def _ticket_id(value) -> int:
+    return _whole_number(value, "ticket_id")
 
 
 class TicketsService:
@@ -144,7 +148,8 @@ class TicketsService:
 
     @api
     def get_attachment(self, actor, attachment_id):
-        return self._tx(handlers.get_attachment, actor_from(actor), self.settings.store, int(attachment_id))
+        return self._tx(handlers.get_attachment, actor_from(actor), self.settings.store,
+                        _whole_number(attachment_id, "attachment_id"))
 
     @api
     def rate(self, actor, ticket_id, score, comment=None):
@@ -169,17 +174,18 @@ class TicketsService:
     def rename_category(self, actor, category_id, name):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
         data = load(schemas.CategoryIn(), {"name": name})
-        return self._tx(handlers.rename_category, int(category_id), data["name"])
+        return self._tx(handlers.rename_category, _whole_number(category_id, "category_id"), data["name"])
 
     @api
     def move_category(self, actor, category_id, parent_id):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
-        return self._tx(handlers.move_category, int(category_id), None if parent_id is None else int(parent_id))
+        return self._tx(handlers.move_category, _whole_number(category_id, "category_id"),
+                        None if parent_id is None else _whole_number(parent_id, "parent_id"))
 
     @api
     def set_category_active(self, actor, category_id, active):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
-        return self._tx(handlers.set_category_active, int(category_id), bool(active))
+        return self._tx(handlers.set_category_active, _whole_number(category_id, "category_id"), bool(active))
 
     # ------------------------------------------------------------ timers
 
