@@ -91,15 +91,20 @@ def _advance(rpc, ticket: dict, requester: dict, solver: dict, stage: int) -> No
     if stage == 2:
         return
     rpc.tickets.add_comment(actor=solver, ticket_id=tid, body="Interní: ověřit v testovací databázi.", public=False)
-    t = rpc.tickets.change_state(actor=solver, ticket_id=tid, version=None, to_state="waiting_on_customer")
+    t = rpc.tickets.change_state(actor=solver, ticket_id=tid, version=_version(rpc, solver, tid),
+                                 to_state="waiting_on_customer", note="Potřebujeme číslo faktury.")
     if stage == 3:
         return
     rpc.tickets.add_comment(actor=requester, ticket_id=tid, body="Posílám doplňující informace.", public=True)
-    t = rpc.tickets.change_state(actor=solver, ticket_id=tid, version=None, to_state="resolved")
+    t = rpc.tickets.change_state(actor=solver, ticket_id=tid, version=_version(rpc, solver, tid), to_state="resolved")
     if stage == 4:
         return
     rpc.tickets.change_state(actor=requester, ticket_id=tid, version=t["version"], to_state="closed")
     rpc.tickets.rate(actor=requester, ticket_id=tid, score=5, comment="Rychlé a ochotné, děkuji.")
+
+
+def _version(rpc, actor: dict, ticket_id: int) -> int:
+    return rpc.tickets.get_ticket(actor=actor, ticket_id=ticket_id)["version"]
 
 
 def _person(actor: dict) -> dict:

@@ -46,6 +46,10 @@ def _green_psycopg() -> None:
         psycogreen.eventlet.patch_psycopg()
 
 
+def _casefold(value):
+    return value.casefold() if isinstance(value, str) else value
+
+
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -56,6 +60,8 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        # SQLite's LIKE and lower() fold ASCII only; Czech text search needs full Unicode case folding
+        dbapi_connection.create_function("helpdesk_casefold", 1, _casefold, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):

@@ -192,7 +192,7 @@ def get_ticket_by_number(session: Session, actor: domain.Actor, number: str) -> 
 _CUSTOMER_EDITABLE = {"subject", "description"}
 
 
-def update_ticket(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int | None,
+def update_ticket(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int,
                   changes: dict) -> dict:
     ticket = _get_ticket(session, ticket_id, actor)
     _check_version(ticket, version)
@@ -219,8 +219,9 @@ def update_ticket(session: Session, outbox, actor: domain.Actor, ticket_id: int,
 
 
 def _move(session: Session, outbox, ticket: Ticket, actor: domain.Actor, to: str, reason: str | None,
-          now: dt.datetime) -> None:
+          now: dt.datetime, note: str | None = None) -> None:
     close_reason = domain.check_transition(ticket.state, to, actor, reason)
+    why = " — ".join(x for x in (close_reason, note) if x) or None
     old = ticket.state
     ticket.state = to
     ticket.updated_at = now
@@ -231,16 +232,15 @@ def _move(session: Session, outbox, ticket: Ticket, actor: domain.Actor, to: str
         ticket.close_reason = close_reason
     if old == domain.RESOLVED and to == domain.IN_PROGRESS:
         ticket.resolved_at = None  # reopened: the resolution clock runs again
-    _history(session, ticket, actor, "state", old, to, note=close_reason or reason, at=now)
-    _emit(session, outbox, "ticket_state_changed", ticket, actor, from_state=old, to_state=to,
-          reason=close_reason or reason)
+    _history(session, ticket, actor, "state", old, to, note=why, at=now)
+    _emit(session, outbox, "ticket_state_changed", ticket, actor, from_state=old, to_state=to, reason=why)
 
 
-def change_state(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int | None,
-                 to_state: str, reason: str | None = None) -> dict:
+def change_state(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int,
+                 to_state: str, reason: str | None = None, note: str | None = None) -> dict:
     ticket = _get_ticket(session, ticket_id, actor)
     _check_version(ticket, version)
-    _move(session, outbox, ticket, actor, to_state, reason, utcnow())
+    _move(session, outbox, ticket, actor, to_state, reason, utcnow(), note)
     return ticket_out(session, ticket, actor)
 
 
@@ -325,7 +325,7 @@ def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, b
     if public and not actor.is_staff:
         to = domain.state_after_customer_reply(ticket.state)
         if to is not None:
-            _move(session, outbox, ticket, actor, to, "requester replied", now)
+            _move(session, outbox, ticket, actor, to, None, now, "requester replied")
     return _comment_out(comment)
 
 
@@ -397,8 +397,9 @@ def history(session: Session, actor: domain.Actor, ticket_id: int) -> list[dict]
     for h in rows:
         if not actor.is_staff and (h.field, h.note) in _HIDDEN_FROM_CUSTOMERS:
             continue
+        note = None if h.field == "solver" and not actor.is_staff else h.note  # routing rationale is internal
         out.append({"at": h.at.isoformat(), "actor_id": h.actor_id, "actor_name": h.actor_name, "field": h.field,
-                    "old": h.old, "new": h.new, "note": h.note})
+                    "old": h.old, "new": h.new, "note": note})
     return out
 
 
@@ -420,24 +421,22 @@ def auto_close(session: Session, outbox, ticket_id: int, cutoff: dt.datetime) ->
 
 # ---------------------------------------------------------------- listing
 
-def _encode_cursor(value, ticket_id: int) -> str:
-    raw = json.dumps([value.isoformat() if isinstance(value, dt.datetime) else value, ticket_id])
+def _encode_cursor(sort: str, value, ticket_id: int) -> str:
+    raw = json.dumps([sort, value.isoformat(), ticket_id])
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _decode_cursor(cursor: str):
+def _decode_cursor(cursor: str, sort: str):
     try:
-        value, ticket_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        cursor_sort, value, ticket_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if cursor_sort != sort:
+            raise ValidationFailed.from_fields({"cursor": [f"this cursor belongs to sort {cursor_sort}, not {sort}"]})
         value = dt.datetime.fromisoformat(value)
         if value.tzinfo is None:
             raise ValueError("cursors carry UTC times")
         return value.astimezone(dt.timezone.utc), int(ticket_id)
     except (ValueError, TypeError, binascii.Error):
         raise ValidationFailed.from_fields({"cursor": ["not a cursor this service returned"]})
-
-
-def _casefold(value: str | None) -> str | None:
-    return None if value is None else value.casefold()
 
 
 def _filtered(session: Session, actor: domain.Actor, q: dict, with_state: bool = True):
@@ -466,9 +465,7 @@ def _filtered(session: Session, actor: domain.Actor, q: dict, with_state: bool =
         stmt = stmt.where(Ticket.created_at < q["created_to"])
     if q.get("text"):
         if session.get_bind().dialect.name == "sqlite":
-            # SQLite's LIKE folds ASCII letters only; Czech needs "Á" to match "á"
-            session.connection().connection.driver_connection.create_function(
-                "helpdesk_casefold", 1, _casefold, deterministic=True)
+            # SQLite's LIKE folds ASCII letters only; Czech needs "Á" to match "á" (function from common.db)
             folded = q["text"].casefold()
             stmt = stmt.where(or_(func.instr(func.helpdesk_casefold(Ticket.subject), folded) > 0,
                                   func.instr(func.helpdesk_casefold(Ticket.description), folded) > 0))
@@ -484,7 +481,7 @@ def list_tickets(session: Session, actor: domain.Actor, q: dict) -> dict:
     column = Ticket.created_at if q["sort"].endswith("created_at") else Ticket.updated_at
     descending = q["sort"].startswith("-")
     if q.get("cursor"):
-        value, last_id = _decode_cursor(q["cursor"])
+        value, last_id = _decode_cursor(q["cursor"], q["sort"])
         key = tuple_(column, Ticket.id)
         stmt = stmt.where(key < tuple_(value, last_id) if descending else key > tuple_(value, last_id))
     order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
@@ -494,7 +491,7 @@ def list_tickets(session: Session, actor: domain.Actor, q: dict) -> dict:
     items = [TicketSnapshot(exclude=("description", "category_path")).dump(snapshot_light(t)) for t in rows]
     last = rows[-1] if rows else None
     return {"items": items,
-            "next_cursor": _encode_cursor(getattr(last, column.key), last.id) if more and last else None}
+            "next_cursor": _encode_cursor(q["sort"], getattr(last, column.key), last.id) if more and last else None}
 
 
 def snapshot_light(ticket: Ticket) -> dict:
@@ -532,9 +529,13 @@ def _get_category(session: Session, category_id: int) -> Category:
     return category
 
 
+def _check_parent(session: Session, parent_id: int | None) -> None:
+    if parent_id is not None and session.get(Category, parent_id) is None:
+        raise ValidationFailed.from_fields({"parent_id": [f"no category {parent_id}"]})
+
+
 def create_category(session: Session, name: str, parent_id: int | None) -> dict:
-    if parent_id is not None:
-        _get_category(session, parent_id)
+    _check_parent(session, parent_id)
     category = Category(name=name, parent_id=parent_id, active=True, created_at=utcnow())
     session.add(category)
     session.flush()
@@ -549,8 +550,7 @@ def rename_category(session: Session, category_id: int, name: str) -> dict:
 
 def move_category(session: Session, category_id: int, parent_id: int | None) -> dict:
     category = _get_category(session, category_id)
-    if parent_id is not None:
-        _get_category(session, parent_id)
+    _check_parent(session, parent_id)
     domain.check_category_move(category_id, parent_id, category_path(session, parent_id))
     category.parent_id = parent_id
     return _category_out(category)

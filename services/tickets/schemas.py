@@ -60,6 +60,7 @@ class RatingIn(Schema):
 class StateChangeIn(Schema):
     to_state = fields.String(required=True, validate=validate.OneOf(domain.STATES))
     reason = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(domain.CLOSE_REASONS))
+    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000))
 
 
 SORTS = ("created_at", "-created_at", "updated_at", "-updated_at")

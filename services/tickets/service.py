@@ -84,14 +84,16 @@ class TicketsService:
     def update_ticket(self, actor, ticket_id, version, changes):
         who = actor_from(actor)
         changes = load(schemas.TicketUpdate(), changes, "changes")
-        return self._tx(handlers.update_ticket, self.outbox, who, _ticket_id(ticket_id), version, changes)
+        return self._tx(handlers.update_ticket, self.outbox, who, _ticket_id(ticket_id),
+                        _whole_number(version, "version"), changes)
 
     @api
-    def change_state(self, actor, ticket_id, version, to_state, reason=None):
+    def change_state(self, actor, ticket_id, version, to_state, reason=None, note=None):
+        """`reason` classifies a closing (resolved/duplicate/spam/withdrawn); `note` says why, for any move."""
         who = actor_from(actor)
-        move = load(schemas.StateChangeIn(), {"to_state": to_state, "reason": reason})
-        ticket = self._tx(handlers.change_state, self.outbox, who, _ticket_id(ticket_id), version,
-                          move["to_state"], move["reason"])
+        move = load(schemas.StateChangeIn(), {"to_state": to_state, "reason": reason, "note": note})
+        ticket = self._tx(handlers.change_state, self.outbox, who, _ticket_id(ticket_id),
+                          _whole_number(version, "version"), move["to_state"], move["reason"], move["note"])
         metrics.STATE_CHANGES.labels(ticket["state"]).inc()
         return ticket
 
@@ -185,6 +187,8 @@ class TicketsService:
     @api
     def set_category_active(self, actor, category_id, active):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
+        if not isinstance(active, bool):
+            raise ValidationFailed.from_fields({"active": ["must be true or false"]})
         return self._tx(handlers.set_category_active, _whole_number(category_id, "category_id"), bool(active))
 
     # ------------------------------------------------------------ timers
@@ -205,10 +209,12 @@ class TicketsService:
             due = self._tx(handlers.resolved_due, cutoff)
             if not due:
                 return closed
+            progress = 0
             for ticket_id in due:
                 try:
-                    closed += bool(self._tx(handlers.auto_close, self.outbox, ticket_id, cutoff))
+                    progress += bool(self._tx(handlers.auto_close, self.outbox, ticket_id, cutoff))
                 except Conflict:
                     pass  # another replica or a person changed it first
-            if len(due) < 100:
+            closed += progress
+            if len(due) < 100 or progress == 0:  # no progress: leave the rest to the next tick
                 return closed

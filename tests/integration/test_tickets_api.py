@@ -211,7 +211,8 @@ def test_a_requester_reply_in_progress_does_not_change_the_state(tickets, rpc, e
     t = move(rpc, new_ticket(rpc), "in_progress")
     rpc.tickets.add_comment(actor=REQUESTER, ticket_id=t["id"], body="Ještě doplním.")
     assert get(rpc, t)["state"] == "in_progress"
-    rpc.tickets.update_ticket(actor=SOLVER, ticket_id=t["id"], version=None, changes={"priority": "high"})
+    rpc.tickets.update_ticket(actor=SOLVER, ticket_id=t["id"], version=get(rpc, t)["version"],
+                              changes={"priority": "high"})
     events_of(log, "ticket_updated")  # the outbox publishes in commit order: all earlier events are in
     assert [e["type"] for e in log.drain()] == \
         ["ticket_created", "ticket_state_changed", "comment_added", "ticket_updated"]
@@ -672,7 +673,9 @@ def test_keyset_pages_return_every_ticket_exactly_once(tickets, rpc, sort):
 
 def test_a_cursor_not_from_the_service_names_cursor(tickets, rpc):
     new_ticket(rpc)
-    forged = [b"[1, 2, 3]", b'["2026-01-01T00:00:00", 1]', b'["2026-01-01T00:00:00+00:00", "x"]', b'{"a": 1}']
+    forged = [b"[1, 2, 3]", b'["-created_at", "2026-01-01T00:00:00", 1]',
+              b'["-created_at", "2026-01-01T00:00:00+00:00", "x"]', b'{"a": 1}',
+              b'["updated_at", "2026-01-01T00:00:00+00:00", 1]']
     for bad in ["not-a-cursor", "%%%", *(base64.urlsafe_b64encode(raw).decode() for raw in forged)]:
         with pytest.raises(ValidationFailed) as err:
             rpc.tickets.list_tickets(actor=SOLVER, query={"cursor": bad})
@@ -815,3 +818,58 @@ def test_history_records_who_when_old_and_new_for_every_change(tickets, rpc):
     times = [dt.datetime.fromisoformat(h["at"]) for h in rows]
     assert times == sorted(times) and times[0] >= started
     assert all(h["actor_name"] for h in rows)
+
+
+def test_a_cursor_of_one_sort_is_refused_for_another(tickets, rpc):
+    for _ in range(3):
+        new_ticket(rpc)
+    page = rpc.tickets.list_tickets(actor=SOLVER, query={"sort": "-created_at", "limit": 1})
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.list_tickets(actor=SOLVER, query={"sort": "updated_at", "cursor": page["next_cursor"]})
+    assert "-created_at" in err.value.details["cursor"][0]
+
+
+def test_updates_and_moves_need_the_version_the_caller_saw(tickets, rpc):
+    t = new_ticket(rpc)
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.update_ticket(actor=SOLVER, ticket_id=t["id"], version=None, changes={"priority": "high"})
+    assert list(err.value.details) == ["version"]
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.change_state(actor=SOLVER, ticket_id=t["id"], version="1", to_state="in_progress")
+    assert list(err.value.details) == ["version"]
+    assert get(rpc, t)["version"] == t["version"]
+
+
+def test_a_move_records_why_in_history_and_event(tickets, rpc, event_log):
+    log = event_log()
+    t = move(rpc, new_ticket(rpc), "in_progress")
+    rpc.tickets.change_state(actor=SOLVER, ticket_id=t["id"], version=t["version"], to_state="waiting_on_customer",
+                             note="Chybí číslo faktury.")
+    changed = events_of(log, "ticket_state_changed", 2)[-1]["payload"]
+    assert changed["reason"] == "Chybí číslo faktury."
+    assert history(rpc, t)[-1]["note"] == "Chybí číslo faktury."
+
+
+def test_routing_notes_are_staff_only_in_history(tickets, rpc):
+    t = new_ticket(rpc)
+    rpc.tickets.assign(actor=DISPATCHER, ticket_id=t["id"], solver={"id": "solver-1", "name": "Solver 1"},
+                       note="pravidlo 'Smlouvy' — garant zakázky Z-2026-014")
+    staff_view = [h for h in history(rpc, t) if h["field"] == "solver"]
+    requester_view = [h for h in history(rpc, t, who=REQUESTER) if h["field"] == "solver"]
+    assert staff_view[0]["note"].startswith("pravidlo")
+    assert requester_view[0]["new"] == "Solver 1" and requester_view[0]["note"] is None
+
+
+def test_category_under_a_missing_parent_names_parent_id(tickets, rpc):
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.create_category(actor=ADMIN, name="Sirotek", parent_id=999)
+    assert list(err.value.details) == ["parent_id"]
+    assert rpc.tickets.list_categories(include_inactive=True) == []
+
+
+def test_category_activity_must_be_a_boolean(tickets, rpc):
+    c = rpc.tickets.create_category(actor=ADMIN, name="IT")
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.set_category_active(actor=ADMIN, category_id=c["id"], active="false")
+    assert list(err.value.details) == ["active"]
+    assert rpc.tickets.list_categories()[0]["active"] is True
