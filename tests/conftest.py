@@ -98,6 +98,26 @@ def database_url(request, tmp_path):
         engine.dispose()
 
 
+@pytest.fixture(params=DATABASES)
+def empty_database(request, tmp_path):
+    """A new database with no tables: SQLite file or PostgreSQL database."""
+    from helpdesk.common import db
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        yield url
+    else:
+        name = f"helpdesk_e_{uuid.uuid4().hex[:12]}"
+        _pg_exec(f"CREATE DATABASE {name}")
+        url = _pg_url(name)
+        yield url
+    engine = db._engines.pop(db.normalise_url(url), None)
+    if engine is not None:
+        engine.dispose()
+    if request.param != "sqlite":
+        _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def config(amqp_uri, database_url, tmp_path):
     from helpdesk.common import config as config_module
