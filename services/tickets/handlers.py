@@ -68,20 +68,24 @@ def _person(pid, name, email):
     return None if pid is None else {"id": pid, "name": name, "email": email}
 
 
-def snapshot(session: Session, ticket: Ticket) -> dict:
-    """The ticket as events carry it (datetimes still objects; the schema dumps them)."""
+def snapshot_light(ticket: Ticket) -> dict:
+    """A list row: the ticket without its description and category path (no extra queries)."""
     return {
-        "id": ticket.id, "number": ticket.number, "subject": ticket.subject, "description": ticket.description,
+        "id": ticket.id, "number": ticket.number, "subject": ticket.subject,
         "requester": _person(ticket.requester_id, ticket.requester_name, ticket.requester_email),
-        "organisation_id": ticket.organisation_id, "contract": ticket.contract,
-        "category_id": ticket.category_id, "category_path": category_path(session, ticket.category_id),
+        "organisation_id": ticket.organisation_id, "contract": ticket.contract, "category_id": ticket.category_id,
         "priority": ticket.priority, "channel": ticket.channel, "state": ticket.state,
         "solver": _person(ticket.solver_id, ticket.solver_name, ticket.solver_email),
-        "close_reason": ticket.close_reason,
-        "created_at": ticket.created_at, "updated_at": ticket.updated_at,
+        "close_reason": ticket.close_reason, "created_at": ticket.created_at, "updated_at": ticket.updated_at,
         "first_response_at": ticket.first_response_at, "resolved_at": ticket.resolved_at,
         "closed_at": ticket.closed_at, "version": ticket.version,
     }
+
+
+def snapshot(session: Session, ticket: Ticket) -> dict:
+    """The ticket as events carry it (datetimes still objects; the schema dumps them)."""
+    return {**snapshot_light(ticket), "description": ticket.description,
+            "category_path": category_path(session, ticket.category_id)}
 
 
 def ticket_out(session: Session, ticket: Ticket, actor: domain.Actor) -> dict:
@@ -492,20 +496,6 @@ def list_tickets(session: Session, actor: domain.Actor, q: dict) -> dict:
     last = rows[-1] if rows else None
     return {"items": items,
             "next_cursor": _encode_cursor(q["sort"], getattr(last, column.key), last.id) if more and last else None}
-
-
-def snapshot_light(ticket: Ticket) -> dict:
-    """A list row: the snapshot without the description and category path (no extra queries)."""
-    return {
-        "id": ticket.id, "number": ticket.number, "subject": ticket.subject,
-        "requester": _person(ticket.requester_id, ticket.requester_name, ticket.requester_email),
-        "organisation_id": ticket.organisation_id, "contract": ticket.contract, "category_id": ticket.category_id,
-        "priority": ticket.priority, "channel": ticket.channel, "state": ticket.state,
-        "solver": _person(ticket.solver_id, ticket.solver_name, ticket.solver_email),
-        "close_reason": ticket.close_reason, "created_at": ticket.created_at, "updated_at": ticket.updated_at,
-        "first_response_at": ticket.first_response_at, "resolved_at": ticket.resolved_at,
-        "closed_at": ticket.closed_at, "version": ticket.version,
-    }
 
 
 def count_by_state(session: Session, actor: domain.Actor, q: dict) -> dict:

@@ -52,13 +52,14 @@ class TicketsService:
     outbox = Outbox()
     settings = SettingsProvider()
 
-    def _tx(self, fn, *args, **kwargs):
-        """Run one use case in one transaction; a concurrent write on the same ticket is a conflict."""
+    def _tx(self, fn, *args, lost_race: str = "the ticket was changed by someone else at the same time; "
+                                               "reload and try again"):
+        """Run one use case in one transaction; losing a race for the same ticket is a Conflict."""
         try:
             with self.db.transaction() as session:
-                return fn(session, *args, **kwargs)
+                return fn(session, *args)
         except StaleDataError:
-            raise Conflict("the ticket was changed by someone else at the same time; reload and try again")
+            raise Conflict(lost_race)
 
     # ------------------------------------------------------------ tickets
 
@@ -111,12 +112,8 @@ class TicketsService:
     def claim(self, actor, ticket_id):
         who = actor_from(actor)
         _require(who, {domain.SOLVER}, "claiming a ticket")
-        try:
-            return self._tx(handlers.claim, self.outbox, who, _ticket_id(ticket_id))
-        except Conflict as exc:
-            if "changed by someone else" in exc.message:
-                raise Conflict("the ticket is already taken by another solver", {"ticket_id": ticket_id})
-            raise
+        return self._tx(handlers.claim, self.outbox, who, _ticket_id(ticket_id),
+                        lost_race="the ticket is already taken by another solver")
 
     @api
     def history(self, actor, ticket_id):
