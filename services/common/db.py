@@ -3,8 +3,9 @@
 PostgreSQL runs through psycopg2 made cooperative with psycogreen, so a slow query
 yields to the eventlet hub instead of stalling every other worker (bench/hub_stall.py
 shows the difference). SQLite, the embedded single-node default, is local file I/O:
-its calls are short and stay on the hub; it runs in WAL mode with `BEGIN IMMEDIATE`
-so concurrent writers queue instead of failing half-way.
+its calls are short and stay on the hub; transactions queue for its single writer on
+a green semaphore (never in SQLite's own busy wait, which would block the hub) and
+start with `BEGIN IMMEDIATE` in WAL mode, so writers never fail half-way.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
@@ -95,30 +97,35 @@ def get_engine(url: str, **kwargs) -> Engine:
     return engine
 
 
-def dispose_all() -> None:
-    for engine in _engines.values():
-        engine.dispose()
-    _engines.clear()
-
-
 def session_factory(url: str) -> sessionmaker:
     return sessionmaker(bind=get_engine(url), expire_on_commit=False)
 
 
+_sqlite_writers: dict[str, Semaphore] = {}
+
+
+def _writer_lock(factory: sessionmaker):
+    """SQLite has one writer at a time: green threads queue for it here, cooperatively, instead of
+    blocking the whole hub inside SQLite's busy wait. Other databases lock rows themselves."""
+    engine = factory.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    key = str(engine.url)
+    if key not in _sqlite_writers:
+        _sqlite_writers[key] = Semaphore(1)
+    return _sqlite_writers[key]
+
+
 @contextlib.contextmanager
 def transaction(factory: sessionmaker):
-    """A session whose work commits together or not at all."""
-    session: Session = factory()
-    try:
-        with session.begin():
-            yield session
-    finally:
-        session.close()
-
-
-def is_postgres(session_or_engine) -> bool:
-    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
-    return bind.dialect.name == "postgresql"
+    """A session whose work commits together or not at all (not nestable on SQLite)."""
+    with _writer_lock(factory):
+        session: Session = factory()
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
 
 
 def migrate(url: str, script_location: str, revision: str = "head") -> None:

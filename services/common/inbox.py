@@ -1,11 +1,12 @@
 """Idempotent, dead-lettering event consumption.
 
-`event_handler` is nameko's event handler with two changes: a handler that raises is
-run again (HELPDESK_EVENT_MAX_ATTEMPTS in all, with a growing pause), and a message
-that still fails, or cannot even be parsed, is rejected to RabbitMQ's dead-letter
-exchange `helpdesk.dead-letter`, landing in the durable queue `helpdesk.dead-letters`
-with the broker's `x-death` header naming the queue it came from. Nothing is dropped
-and nothing loops.
+`event_handler` is nameko's event handler on a quorum queue: a handler that raises
+is requeued after a growing pause and delivered again, HELPDESK_EVENT_MAX_ATTEMPTS
+deliveries in all, counted by RabbitMQ itself (so crashes and restarts count too);
+then the broker moves the message to the dead-letter exchange `helpdesk.dead-letter`,
+into the durable queue `helpdesk.dead-letters`, with an `x-death` header naming the
+queue it came from. A message that cannot even be parsed is dead-lettered at once.
+Nothing is dropped and nothing loops.
 
 `idempotent` wraps the handler method: it parses the envelope, and records the
 `event_id` in `processed_events` in the same transaction as the handler's own writes,
@@ -59,7 +60,13 @@ class PoisonMessage(Exception):
 
 
 class ReliableEventHandler(EventHandler):
-    """nameko's EventHandler that retries, then dead-letters, instead of dropping."""
+    """nameko's EventHandler on a quorum queue that counts deliveries, then dead-letters.
+
+    RabbitMQ counts every delivery of a message (`x-delivery-count`), also across
+    crashes and restarts; after HELPDESK_EVENT_MAX_ATTEMPTS deliveries the broker
+    itself moves it to the dead-letter exchange. We only requeue failures after a
+    growing pause, and reject poison at once.
+    """
 
     def setup(self):
         super().setup()
@@ -67,48 +74,47 @@ class ReliableEventHandler(EventHandler):
 
         self._max_attempts = max(1, from_container(self.container).event_max_attempts)
         self.queue.queue_arguments = {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self._max_attempts - 1,
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
             "x-dead-letter-routing-key": self.queue.name,
         }
         declare_dead_letter_queue(self.container.config["AMQP_URI"])
-        self._attempts: dict[int, int] = {}
-
-    def handle_message(self, body, message):
-        self._attempts[id(message)] = 1
-        super().handle_message(body, message)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
-        key = id(message)
-        attempt = self._attempts.get(key, 1)
-        poison = exc_info is not None and issubclass(exc_info[0], (PoisonMessage, ValidationFailed))
-        if exc_info is not None and not poison and attempt < self._max_attempts:
-            self._attempts[key] = attempt + 1
-            eventlet.spawn_after(RETRY_PAUSE_SECONDS * attempt, self._retry, worker_ctx, message)
-            return result, exc_info
-        self._attempts.pop(key, None)
-        self.handle_message_processed(message, result, exc_info)
-        return result, exc_info
-
-    def _retry(self, worker_ctx, message):
-        from functools import partial
-
-        try:
-            self.container.spawn_worker(self, worker_ctx.args, worker_ctx.kwargs,
-                                        context_data=worker_ctx.context_data,
-                                        handle_result=partial(self.handle_result, message))
-        except Exception:  # container going away: let the broker redeliver
-            self._attempts.pop(id(message), None)
-            self.queue_consumer.requeue_message(message)
-
-    def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
-            return
+        elif issubclass(exc_info[0], (PoisonMessage, ValidationFailed)):
+            self._dead_letter(exc_info)
+            self._reject(message)
+        else:
+            attempt = int((message.headers or {}).get("x-delivery-count", 0)) + 1
+            if attempt >= self._max_attempts:
+                self._dead_letter(exc_info)  # the broker dead-letters it on this requeue
+            else:
+                log.warning("handler %s failed (attempt %d of %d): %s", self.method_name, attempt,
+                            self._max_attempts, exc_info[1])
+            # a managed thread: a container that stops meanwhile kills it, and the broker redelivers
+            self.container.spawn_managed_thread(
+                lambda: self._requeue_after(message, RETRY_PAUSE_SECONDS * attempt),
+                identifier=f"{self.method_name}-retry")
+        return result, exc_info
+
+    def _requeue_after(self, message, pause: float) -> None:
+        eventlet.sleep(pause)
+        self.queue_consumer.requeue_message(message)
+
+    def _dead_letter(self, exc_info) -> None:
         DEAD_LETTERS.labels(self.container.service_name, self.method_name).inc()
-        log.error("dead-lettering message from %s after %s: %s", self.queue.name,
-                  exc_info[0].__name__, exc_info[1])
+        log.error("dead-lettering message from %s after %s: %s", self.queue.name, exc_info[0].__name__,
+                  exc_info[1])
+
+    def _reject(self, message) -> None:
         if message.channel.connection:
-            message.reject(requeue=False)
+            try:
+                message.reject(requeue=False)
+            except ConnectionError:  # the broker gives it back to another consumer, which rejects it again
+                pass
 
 
 event_handler = ReliableEventHandler.decorator

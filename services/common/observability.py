@@ -34,7 +34,7 @@ OUTBOX_BACKLOG = Gauge("helpdesk_outbox_backlog", "Outbox rows not yet published
 OUTBOX_PUBLISHED = Counter("helpdesk_outbox_published_total", "Events published by the outbox relay",
                            ["service", "event_type"])
 OUTBOX_LAG = Histogram(
-    "helpdesk_outbox_lag_seconds", "Commit of an outbox row to its publisher confirm", ["service"],
+    "helpdesk_outbox_lag_seconds", "From writing an outbox row to the broker confirming its event", ["service"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 EVENTS_HANDLED = Counter("helpdesk_events_handled_total", "Events handled, by outcome",

@@ -3,11 +3,15 @@
 A use case calls `OutboxWriter.add(session, ...)` inside its transaction, so the event
 row commits or rolls back with the change. The relay (one per service process) holds
 a lease row while it publishes: only the lease holder publishes, in `id` order, so
-events of one aggregate leave in the order they were committed and several replicas
-never publish the same row twice. It publishes with publisher confirms and marks rows
-sent only after the broker confirmed them; a relay killed between confirm and marking
-publishes those rows again on restart (at-least-once), which the consumers'
-`event_id` guard (inbox.py) turns into exactly-once handling.
+events of one aggregate leave in the order they were committed (use cases lock the
+aggregate's row before writing its events) and replicas' relays don't publish side by
+side. It publishes with publisher confirms and marks rows
+sent only after the broker confirmed them. Delivery is at-least-once: a relay killed
+between confirm and marking publishes those rows again on restart, and one stalled
+past its lease (10 s by default) may repeat the chunk it was in when another took
+over. The consumers' `event_id` guard (inbox.py) turns that into exactly-once
+handling. Lease times are the hosts' clocks, which are assumed NTP-synchronised to
+well within the lease.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from nameko.standalone.events import get_event_exchange
 from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text,
                         select, update)
 
-from helpdesk.common import events
+from helpdesk.common import db, events
 from helpdesk.common.db import UTCDateTime
 from helpdesk.common.observability import (OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED,
                                            current_correlation_id)
@@ -98,7 +102,8 @@ class Relay:
     """Publishes committed outbox rows while holding the lease."""
 
     def __init__(self, session_factory, outbox: Table, lease: Table, amqp_uri: str, nameko_config: dict,
-                 service: str, poll_seconds: float = 0.5, lease_seconds: float = 10.0, batch: int = 200):
+                 service: str, poll_seconds: float = 0.5, lease_seconds: float = 10.0, batch: int = 200,
+                 chunk: int = 50):
         self.sessions = session_factory
         self.outbox = outbox
         self.lease = lease
@@ -106,6 +111,7 @@ class Relay:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.batch = batch
+        self.chunk = chunk
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.publisher = Publisher(amqp_uri, use_confirms=True, serializer="json")
         self._exchanges = {}
@@ -125,7 +131,7 @@ class Relay:
     def hold_lease(self) -> bool:
         """Take or renew the lease; True while this relay may publish."""
         now = time.time()
-        with self.sessions() as session, session.begin():
+        with db.transaction(self.sessions) as session:
             result = session.execute(
                 update(self.lease)
                 .where(self.lease.c.name == LEASE_NAME)
@@ -142,18 +148,30 @@ class Relay:
             return True
 
     def release_lease(self) -> None:
-        with self.sessions() as session, session.begin():
+        with db.transaction(self.sessions) as session:
             session.execute(update(self.lease).where(self.lease.c.name == LEASE_NAME)
                             .where(self.lease.c.holder == self.holder).values(holder=None, expires_at=0.0))
 
     def publish_pending(self) -> int:
-        """Publish one batch of unsent rows in id order; returns how many were sent."""
-        with self.sessions() as session:
+        """Publish one batch of unsent rows in id order; returns how many were sent.
+
+        The lease is renewed before every chunk, so a relay that stalled past its lease
+        stops as soon as it notices another relay took over.
+        """
+        with db.transaction(self.sessions) as session:
             rows = session.execute(
                 select(self.outbox.c.id, self.outbox.c.source, self.outbox.c.event_type,
                        self.outbox.c.body, self.outbox.c.committed_ts)
                 .where(self.outbox.c.sent_at.is_(None)).order_by(self.outbox.c.id).limit(self.batch)
             ).all()
+        total = 0
+        for start in range(0, len(rows), self.chunk):
+            if start and not self.hold_lease():
+                break
+            total += self._publish(rows[start:start + self.chunk])
+        return total
+
+    def _publish(self, rows) -> int:
         sent = []
         try:
             for row in rows:
@@ -169,7 +187,7 @@ class Relay:
                 OUTBOX_LAG.labels(self.service).observe(max(0.0, time.time() - row.committed_ts))
         finally:
             if sent:
-                with self.sessions() as session, session.begin():
+                with db.transaction(self.sessions) as session:
                     session.execute(update(self.outbox).where(self.outbox.c.id.in_(sent))
                                     .where(self.outbox.c.sent_at.is_(None))
                                     .values(sent_at=events.utcnow()))
@@ -178,7 +196,7 @@ class Relay:
     def backlog(self) -> int:
         from sqlalchemy import func
 
-        with self.sessions() as session:
+        with db.transaction(self.sessions) as session:
             return session.execute(select(func.count()).select_from(self.outbox)
                                    .where(self.outbox.c.sent_at.is_(None))).scalar_one()
 

@@ -27,7 +27,9 @@ from helpdesk.common.contracts.tickets import TicketSnapshot
 # ---------------------------------------------------------------- reading helpers
 
 def _get_ticket(session: Session, ticket_id: int, actor: domain.Actor, lock: bool = False) -> Ticket:
-    ticket = session.get(Ticket, ticket_id)
+    """The ticket, if the actor may see it; `lock` for every change, so changes of one ticket queue
+    behind each other and their events enter the outbox in commit order (SQLite: BEGIN IMMEDIATE does it)."""
+    ticket = session.get(Ticket, ticket_id, with_for_update=lock or None, populate_existing=lock)
     # a requester gets the same answer for someone else's ticket as for none, so ids don't leak
     if ticket is None or not domain.may_see_ticket(actor, ticket.requester_id, ticket.organisation_id):
         raise NotFound(f"ticket {ticket_id} not found", {"ticket_id": ticket_id})
@@ -198,7 +200,7 @@ _CUSTOMER_EDITABLE = {"subject", "description"}
 
 def update_ticket(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int,
                   changes: dict) -> dict:
-    ticket = _get_ticket(session, ticket_id, actor)
+    ticket = _get_ticket(session, ticket_id, actor, lock=True)
     _check_version(ticket, version)
     if ticket.state == domain.CLOSED:
         raise Conflict(f"ticket {ticket.number} is closed and cannot change", {"state": ticket.state})
@@ -242,7 +244,7 @@ def _move(session: Session, outbox, ticket: Ticket, actor: domain.Actor, to: str
 
 def change_state(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int,
                  to_state: str, reason: str | None = None, note: str | None = None) -> dict:
-    ticket = _get_ticket(session, ticket_id, actor)
+    ticket = _get_ticket(session, ticket_id, actor, lock=True)
     _check_version(ticket, version)
     _move(session, outbox, ticket, actor, to_state, reason, utcnow(), note)
     return ticket_out(session, ticket, actor)
@@ -251,7 +253,7 @@ def change_state(session: Session, outbox, actor: domain.Actor, ticket_id: int, 
 def assign(session: Session, outbox, actor: domain.Actor, ticket_id: int, version: int | None,
            solver: dict | None, note: str | None = None) -> dict:
     """A dispatcher (or the assignment service) gives the ticket to a solver, another one, or none."""
-    ticket = _get_ticket(session, ticket_id, actor)
+    ticket = _get_ticket(session, ticket_id, actor, lock=True)
     _check_version(ticket, version)
     if ticket.state in (domain.RESOLVED, domain.CLOSED):
         raise Conflict(f"ticket {ticket.number} is {ticket.state}; reopen it before assigning",
@@ -272,7 +274,7 @@ def assign(session: Session, outbox, actor: domain.Actor, ticket_id: int, versio
 
 def claim(session: Session, outbox, actor: domain.Actor, ticket_id: int) -> dict:
     """A solver takes an unassigned ticket into work; the first claim wins."""
-    ticket = _get_ticket(session, ticket_id, actor)
+    ticket = _get_ticket(session, ticket_id, actor, lock=True)
     if ticket.solver_id is not None:
         raise Conflict(f"ticket {ticket.number} is already taken by {ticket.solver_name}",
                        {"solver_id": ticket.solver_id})
@@ -310,7 +312,7 @@ def _attachment_out(a: Attachment) -> dict:
 
 
 def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, body: str, public: bool) -> dict:
-    ticket = _get_ticket(session, ticket_id, actor)
+    ticket = _get_ticket(session, ticket_id, actor, lock=True)
     if not actor.is_staff and not public:
         raise ValidationFailed.from_fields({"public": ["requesters write public replies only"]})
     if ticket.state == domain.CLOSED:
@@ -335,7 +337,7 @@ def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, b
 
 def add_attachment(session: Session, outbox, actor: domain.Actor, store: AttachmentStore, ticket_id: int,
                    data: dict) -> dict:
-    ticket = _get_ticket(session, ticket_id, actor)
+    ticket = _get_ticket(session, ticket_id, actor, lock=True)
     if not actor.is_staff and not data["public"]:
         raise ValidationFailed.from_fields({"public": ["requesters add public attachments only"]})
     try:
@@ -374,7 +376,7 @@ def get_attachment(session: Session, actor: domain.Actor, store: AttachmentStore
 
 def rate(session: Session, outbox, actor: domain.Actor, ticket_id: int, score: int, comment: str | None,
          change_days: int) -> dict:
-    ticket = _get_ticket(session, ticket_id, actor)
+    ticket = _get_ticket(session, ticket_id, actor, lock=True)
     existing = session.get(Rating, ticket.id)
     now = utcnow()
     domain.check_rating(ticket.state, actor, ticket.requester_id, score,
@@ -387,6 +389,7 @@ def rate(session: Session, outbox, actor: domain.Actor, ticket_id: int, score: i
         old = {"score": existing.score, "comment": existing.comment}
     existing.score, existing.comment, existing.rated_at = score, comment, now
     existing.solver_id = ticket.solver_id
+    ticket.updated_at = now
     _history(session, ticket, actor, "rating", old, {"score": score, "comment": comment}, at=now)
     _emit(session, outbox, "ticket_rated", ticket, actor,
           rating={"score": score, "comment": comment, "rated_at": now}, changed=old is not None)
@@ -415,11 +418,12 @@ def resolved_due(session: Session, cutoff: dt.datetime, limit: int = 100) -> lis
         .order_by(Ticket.resolved_at).limit(limit)).scalars())
 
 
-def auto_close(session: Session, outbox, ticket_id: int, cutoff: dt.datetime) -> bool:
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None or ticket.state != domain.RESOLVED or ticket.resolved_at > cutoff:
+def auto_close(session: Session, outbox, ticket_id: int, days: int) -> bool:
+    ticket = _get_ticket(session, ticket_id, domain.SYSTEM_ACTOR, lock=True)
+    now = utcnow()
+    if ticket.state != domain.RESOLVED or not domain.auto_close_due(ticket.resolved_at, now, days):
         return False  # reopened or closed meanwhile
-    _move(session, outbox, ticket, domain.SYSTEM_ACTOR, domain.CLOSED, "resolved", utcnow())
+    _move(session, outbox, ticket, domain.SYSTEM_ACTOR, domain.CLOSED, "resolved", now)
     return True
 
 

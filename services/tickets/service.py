@@ -5,6 +5,7 @@ import logging
 
 from nameko.rpc import rpc
 from nameko.timer import timer
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from helpdesk.common.contracts.shared import Actor as ActorSchema
@@ -58,7 +59,7 @@ class TicketsService:
         try:
             with self.db.transaction() as session:
                 return fn(session, *args)
-        except StaleDataError:
+        except (StaleDataError, IntegrityError):
             raise Conflict(lost_race)
 
     # ------------------------------------------------------------ tickets
@@ -209,7 +210,8 @@ class TicketsService:
             progress = 0
             for ticket_id in due:
                 try:
-                    progress += bool(self._tx(handlers.auto_close, self.outbox, ticket_id, cutoff))
+                    progress += bool(self._tx(handlers.auto_close, self.outbox, ticket_id,
+                                              self.settings.config.auto_close_days))
                 except Conflict:
                     pass  # another replica or a person changed it first
             closed += progress

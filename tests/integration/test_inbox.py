@@ -44,7 +44,7 @@ class Consumer:
 def _start(config, run_services):
     meta.create_all(db.get_engine(config.database_url("tickets")), tables=[seen])
     CALLS.clear()
-    run_services(Consumer)
+    return run_services(Consumer)
 
 
 def _publish(config, event_type: str, body) -> None:
@@ -112,7 +112,7 @@ def test_handler_that_keeps_failing_is_retried_then_dead_lettered_with_nothing_w
     assert json.loads(dead[0].body)["event_id"] == body["event_id"]
     death = dead[0].headers["x-death"][0]
     assert death["queue"] == "evt-tickets-ticket_rated--test_consumer.on_rated"
-    assert death["reason"] == "rejected"
+    assert death["reason"] == "delivery_limit"  # the broker counted the deliveries
     assert CALLS["rated"] == 3  # HELPDESK_EVENT_MAX_ATTEMPTS, then no more: no loop
     assert _count(config, seen) == 0 and _count(config, processed) == 0
     assert DEAD_LETTERS.labels("test_consumer", "on_rated")._value.get() == before + 1
@@ -121,8 +121,30 @@ def test_handler_that_keeps_failing_is_retried_then_dead_lettered_with_nothing_w
 
 
 def test_poison_message_goes_to_dead_letters_without_retries(config, run_services):
+    from helpdesk.common.observability import ENTRYPOINT_ERRORS
+
     _start(config, run_services)
+    errors = ENTRYPOINT_ERRORS.labels("test_consumer", "on_created", "ReliableEventHandler", "ValidationFailed")
+    before = errors._value.get()
     _publish(config, "ticket_created", {"not": "an envelope"})
     dead = _dead_letters(config)
     assert len(dead) == 1 and json.loads(dead[0].body) == {"not": "an envelope"}
+    assert dead[0].headers["x-death"][0]["reason"] == "rejected"
+    eventlet.sleep(0.5)
+    assert errors._value.get() == before + 1  # one delivery, no retries
     assert CALLS["created"] == 0
+
+
+def test_attempts_are_counted_across_a_restart(config, run_services):
+    """The broker counts deliveries, so a consumer that restarts does not get fresh tries."""
+    runner = _start(config, run_services)
+    body = _ticket_event("ticket_rated", rating={"score": 5, "rated_at": events.utcnow()}, changed=False)
+    _publish(config, "ticket_rated", body)
+    assert _wait_for(lambda: CALLS["rated"] >= 1)
+    runner.kill()  # as a crash: the pending requeue dies with it, the broker takes the message back
+    run_services(Consumer)
+    dead = _dead_letters(config, timeout=15)
+    assert len(dead) == 1 and json.loads(dead[0].body)["event_id"] == body["event_id"]
+    # a fresh count after the restart would allow 1 + 3 calls; deliveries to the dying consumer
+    # count as attempts even where the handler never ran, so at most 3 in all
+    assert 1 <= CALLS["rated"] <= 3

@@ -18,7 +18,7 @@ DATA = {"subject": "VPN nejde", "description": "Od rána se nepřipojím.", "req
 
 def _relay(config, **kw) -> Relay:
     return Relay(db.session_factory(config.database_url("tickets")), outbox, outbox_lease, config.amqp_uri,
-                 config.nameko(), "tickets", poll_seconds=0.05, **kw)
+                 config.nameko(), "tickets", **{"poll_seconds": 0.05, **kw})
 
 
 def _create(config, n: int) -> list[dict]:
@@ -124,3 +124,19 @@ def _then_crash(publish):
         raise _Crash("killed between the broker's confirm and marking the row sent")
 
     return wrapped
+
+
+def test_relay_that_stalled_past_its_lease_stops_after_its_current_chunk(config, event_log):
+    log = event_log("tickets")
+    _create(config, 120)
+    stalled = _relay(config, lease_seconds=0.3, chunk=50)
+    assert stalled.hold_lease()
+    eventlet.sleep(0.5)  # stalled: the lease lapses
+    successor = _relay(config, lease_seconds=10, chunk=50)
+    assert successor.hold_lease()
+    # the stalled relay resumes mid-batch: it finishes the chunk it was in, then notices and stops
+    assert stalled.publish_pending() == 50
+    assert stalled.run_once() == 0
+    assert successor.run_once() == 70
+    events = log.wait_for(120)
+    assert len({e["event_id"] for e in events}) == 120
