@@ -64,6 +64,9 @@ class Ticket(Base):
         Index("ix_tickets_category_created", "category_id", "created_at", "id"),
         Index("ix_tickets_solver_state", "solver_id", "state", "created_at"),
         Index("ix_tickets_org_created", "organisation_id", "created_at", "id"),
+        # count_by_state per organisation / category subtree and metrics.refresh: index-only scans
+        Index("ix_tickets_org_state", "organisation_id", "state"),
+        Index("ix_tickets_category_state", "category_id", "state"),
         Index("ix_tickets_requester_created", "requester_id", "created_at", "id"),
         Index("ix_tickets_contract", "contract"),
         Index("ix_tickets_updated", "updated_at", "id"),
