@@ -4,23 +4,17 @@ What it measures
     In an eventlet-monkey-patched process, a *ticker* green thread sleeps
     `--tick` seconds in a loop and records how late it wakes up (its scheduling
     delay). Meanwhile `--workers` green threads run `SELECT pg_sleep(--sleep)`
-    over and over. Three modes run, each in a fresh OS process, because
-    psycogreen's patch is global to a process (``psycopg2.extensions.set_wait_callback``):
+    over and over. The modes run each in a fresh OS process, because psycopg2's
+    wait callback is global to a process (``psycopg2.extensions.set_wait_callback``):
 
     * ``idle``     - no database load: the noise floor of this machine;
-    * ``green``    - the engine from ``helpdesk.common.db.get_engine(url)``, which
-                     applies psycogreen when the process is monkey-patched (what
-                     the services do);
+    * ``green``    - the engine from ``helpdesk.common.db.get_engine(url)`` in a
+                     process patched with ``eventlet.monkey_patch()``, as the
+                     services run: eventlet installs its psycopg2 wait callback;
     * ``blocking`` - the baseline: ``sqlalchemy.create_engine(url)`` with the same
                      pool settings in a process monkey-patched with
-                     ``eventlet.monkey_patch(psycopg=False)`` and where psycogreen
-                     never ran, so psycopg2 has no wait callback and every query
-                     blocks the whole hub. (Plain ``eventlet.monkey_patch()`` would
-                     install eventlet's own psycopg2 wait callback - see
-                     docs/performance.md.)
-    * ``eventlet`` - for information: the same plain engine in a process patched
-                     with plain ``eventlet.monkey_patch()`` and no psycogreen, i.e.
-                     eventlet's own psycopg2 wait callback.
+                     ``eventlet.monkey_patch(psycopg=False)``, so psycopg2 has no
+                     wait callback and every query blocks the whole hub.
 
     It prints the ticker's max / p99 / p50 delay and how many queries finished,
     per mode, as the median over `--runs` runs (modes are interleaved per run).
@@ -48,7 +42,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-MODES = ("idle", "green", "eventlet", "blocking")
+MODES = ("idle", "green", "blocking")
 PASS_MAX_DELAY = 0.020  # seconds
 
 
@@ -81,19 +75,17 @@ def child(mode: str, args) -> dict:
     if mode == "green":
         from helpdesk.common.db import get_engine
 
-        engine = get_engine(args.url)  # applies psycogreen: the process is monkey-patched
+        engine = get_engine(args.url)  # what the services use, in a monkey-patched process
     else:
-        # a plain engine with the same pool settings; psycogreen never patched this process
+        # a plain engine with the same pool settings
         engine = sa.create_engine(args.url, pool_size=20, max_overflow=10, pool_pre_ping=True)
     import psycopg2.extensions
 
     wait_callback = psycopg2.extensions.get_wait_callback()
-    if mode == "eventlet" and getattr(wait_callback, "__module__", "") != "eventlet.support.psycopg2_patcher":
-        raise SystemExit(f"eventlet-mode wait callback is {wait_callback!r}")
     if mode == "blocking" and wait_callback is not None:
         raise SystemExit("baseline process has a psycopg2 wait callback; it would not be a baseline")
-    if mode == "green" and getattr(wait_callback, "__module__", "") != "psycogreen.eventlet":
-        raise SystemExit(f"green process's psycopg2 wait callback is {wait_callback!r}, not psycogreen's")
+    if mode == "green" and getattr(wait_callback, "__module__", "") != "eventlet.support.psycopg2_patcher":
+        raise SystemExit(f"green process's psycopg2 wait callback is {wait_callback!r}, not eventlet's")
 
     # open the pool's connections before measuring, so connecting isn't counted
     if mode != "idle":

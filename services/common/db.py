@@ -1,7 +1,7 @@
 """Database engines, transactions and migrations shared by the services (SQLAlchemy 2, Alembic).
 
-PostgreSQL runs through psycopg2 made cooperative with psycogreen, so a slow query
-yields to the eventlet hub instead of stalling every other worker (bench/hub_stall.py
+PostgreSQL runs through psycopg2, made cooperative by eventlet.monkey_patch() (it
+installs psycopg2's wait callback), so a slow query yields to the eventlet hub instead of stalling every other worker (bench/hub_stall.py
 shows the difference). SQLite, the embedded single-node default, is local file I/O:
 its calls are short and stay on the hub; transactions queue for its single writer on
 a green semaphore (never in SQLite's own busy wait, which would block the hub) and
@@ -38,16 +38,6 @@ def new_metadata() -> MetaData:
 _engines: dict[str, Engine] = {}
 
 
-def _green_psycopg() -> None:
-    """Make psycopg2 cooperative when eventlet has patched the process."""
-    import eventlet.patcher
-
-    if eventlet.patcher.is_monkey_patched("socket"):
-        import psycogreen.eventlet
-
-        psycogreen.eventlet.patch_psycopg()
-
-
 def _casefold(value):
     return value.casefold() if isinstance(value, str) else value
 
@@ -57,8 +47,8 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below rule
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may itself wait for a lock
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -71,7 +61,7 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 def normalise_url(url: str) -> str:
-    """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3, which has no green mode)."""
+    """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3, which eventlet can't green)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg2://" + url.split("://", 1)[1]
     return url
@@ -88,7 +78,6 @@ def get_engine(url: str, **kwargs) -> Engine:
         _sqlite_setup(engine)
     else:
         if url.startswith("postgresql"):
-            _green_psycopg()
             kwargs.setdefault("pool_size", 20)
             kwargs.setdefault("max_overflow", 10)
         kwargs.setdefault("pool_pre_ping", True)

@@ -82,12 +82,24 @@ def _contract(source: str, type_: str) -> Contract:
         raise ValidationFailed(f"unknown event {source}.{type_}", {"type": [f"no contract for {source}.{type_}"]})
 
 
+_instances: dict[tuple[str, str, bool], Schema] = {}
+
+
+def _instance(c: Contract, reader: bool = False) -> Schema:
+    """One schema instance per contract and direction, built once per process."""
+    key = (c.source, c.type, reader)
+    if key not in _instances:
+        _instances[key] = c.schema(unknown=EXCLUDE) if reader else c.schema()
+    return _instances[key]
+
+
 def build(source: str, type_: str, payload: dict, correlation_id: str | None,
           occurred_at: dt.datetime | None = None) -> dict:
     """A JSON-ready envelope; the payload is validated against its contract first."""
     c = _contract(source, type_)
-    data = c.schema().dump(payload)
-    errors = c.schema().validate(data)
+    schema = _instance(c)
+    data = schema.dump(payload)
+    errors = schema.validate(data)  # what we publish must parse on the other side
     if errors:
         raise ValidationFailed.from_fields({f"payload.{k}": v for k, v in errors.items()})
     return {
@@ -115,7 +127,7 @@ def parse(body) -> Event:
         raise ValidationFailed.from_fields(exc.messages)
     c = _contract(env["source"], env["type"])
     try:
-        payload = c.schema(unknown=EXCLUDE).load(env["payload"])
+        payload = _instance(c, reader=True).load(env["payload"])
     except ValidationError as exc:
         raise ValidationFailed.from_fields({f"payload.{k}": v for k, v in exc.messages.items()})
     return Event(str(env["event_id"]), env["type"], env["version"], env["occurred_at"], env["source"],

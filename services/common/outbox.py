@@ -118,6 +118,7 @@ class Relay:
         self._nameko_config = nameko_config
         self._wake = GreenEvent()
         self._running = False
+        self._held_until = 0.0
 
     def wake(self) -> None:
         if not self._wake.ready():
@@ -129,8 +130,19 @@ class Relay:
         return self._exchanges[source]
 
     def hold_lease(self) -> bool:
-        """Take or renew the lease; True while this relay may publish."""
+        """Take or renew the lease; True while this relay may publish.
+
+        A lease with more than half its time left is not renewed: a busy relay asks the
+        database once every few seconds, not on every pass.
+        """
         now = time.time()
+        if now < self._held_until - self.lease_seconds / 2:
+            return True
+        held = self._take_lease(now)
+        self._held_until = now + self.lease_seconds if held else 0.0
+        return held
+
+    def _take_lease(self, now: float) -> bool:
         with db.transaction(self.sessions) as session:
             result = session.execute(
                 update(self.lease)
@@ -148,6 +160,7 @@ class Relay:
             return True
 
     def release_lease(self) -> None:
+        self._held_until = 0.0
         with db.transaction(self.sessions) as session:
             session.execute(update(self.lease).where(self.lease.c.name == LEASE_NAME)
                             .where(self.lease.c.holder == self.holder).values(holder=None, expires_at=0.0))

@@ -23,6 +23,11 @@ from helpdesk.tickets.models import Attachment, Category, Comment, Counter, Hist
 from helpdesk.tickets.schemas import CommentOut, TicketOut
 from helpdesk.common.contracts.tickets import TicketSnapshot
 
+# schema instances are stateless once built and cost more to build than to use: one each per process
+_TICKET_OUT = TicketOut()
+_COMMENT_OUT = CommentOut()
+_LIST_ROW = TicketSnapshot(exclude=("description", "category_path"))
+
 
 # ---------------------------------------------------------------- reading helpers
 
@@ -44,12 +49,14 @@ def _check_version(ticket: Ticket, version: int | None) -> None:
 
 
 def category_path(session: Session, category_id: int | None) -> list[int]:
+    """Ids from the root down to `category_id`, from one query over the (small) category table."""
+    if category_id is None:
+        return []
+    parents = dict(session.execute(select(Category.id, Category.parent_id)).all())
     path: list[int] = []
-    seen = set()
-    while category_id is not None and category_id not in seen:
-        seen.add(category_id)
+    while category_id is not None and category_id not in path:
         path.append(category_id)
-        category_id = session.execute(select(Category.parent_id).where(Category.id == category_id)).scalar()
+        category_id = parents.get(category_id)
     return list(reversed(path))
 
 
@@ -90,13 +97,13 @@ def snapshot(session: Session, ticket: Ticket) -> dict:
             "category_path": category_path(session, ticket.category_id)}
 
 
-def ticket_out(session: Session, ticket: Ticket, actor: domain.Actor) -> dict:
+def ticket_out(session: Session, ticket: Ticket, actor: domain.Actor, new: bool = False) -> dict:
     data = snapshot(session, ticket)
     data["allowed_moves"] = domain.allowed_moves(ticket.state, actor.roles)
-    rating = session.get(Rating, ticket.id)
+    rating = None if new else session.get(Rating, ticket.id)
     data["rating"] = None if rating is None else {
         "score": rating.score, "comment": rating.comment, "rated_at": rating.rated_at.isoformat()}
-    return TicketOut().dump(data)
+    return _TICKET_OUT.dump(data)
 
 
 def _history(session: Session, ticket: Ticket, actor: domain.Actor, field: str, old, new,
@@ -115,21 +122,30 @@ def _emit(session: Session, outbox, event_type: str, ticket: Ticket, actor: doma
     outbox.add(session, event_type, ticket.id, {"ticket": snapshot(session, ticket), "actor": actor.to_dict(), **extra})
 
 
-def _check_category(session: Session, category_id: int | None, for_new: bool) -> None:
+def _check_category(session: Session, category_id: int | None) -> None:
+    """The category exists and is offered: it and every ancestor is active (one query)."""
     if category_id is None:
         return
-    category = session.get(Category, category_id)
-    if category is None:
+    rows = {c.id: c for c in session.execute(select(Category.id, Category.parent_id, Category.name,
+                                                           Category.active)).all()}
+    if category_id not in rows:
         raise ValidationFailed.from_fields({"category_id": [f"no category {category_id}"]})
-    if for_new:
-        # a deactivated category takes its whole branch out of the offer, as list_categories shows it
-        for cid in category_path(session, category_id):
-            branch = session.get(Category, cid)
-            if not branch.active:
-                raise ValidationFailed.from_fields({"category_id": [f"category {branch.name!r} is no longer offered"]})
+    cid, seen = category_id, set()
+    while cid is not None and cid not in seen:
+        seen.add(cid)
+        if not rows[cid].active:
+            # a deactivated category takes its whole branch out of the offer, as list_categories shows it
+            raise ValidationFailed.from_fields({"category_id": [f"category {rows[cid].name!r} is no longer offered"]})
+        cid = rows[cid].parent_id
 
 
 # ---------------------------------------------------------------- numbers
+
+def reserve_number(session: Session, data: dict, prefix: str, year: int) -> str:
+    """Check what would fail the creation first, so a bad request costs no number."""
+    _check_category(session, data["category_id"])
+    return allocate_number(session, prefix, year)
+
 
 def allocate_number(session: Session, prefix: str, year: int) -> str:
     """Next number of the year; an upsert whose row lock serialises concurrent creators."""
@@ -154,7 +170,7 @@ def allocate_number(session: Session, prefix: str, year: int) -> str:
 # ---------------------------------------------------------------- tickets
 
 def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, number: str) -> dict:
-    _check_category(session, data["category_id"], for_new=True)
+    _check_category(session, data["category_id"])
     requester = data["requester"]
     if requester is None or not actor.is_staff:
         # requesters raise their own requests; only staff raise them for someone else
@@ -172,7 +188,7 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, num
     session.flush()
     _history(session, ticket, actor, "created", None, ticket.number, at=now)
     _emit(session, outbox, "ticket_created", ticket, actor)
-    return ticket_out(session, ticket, actor)
+    return ticket_out(session, ticket, actor, new=True)
 
 
 def get_ticket(session: Session, actor: domain.Actor, ticket_id: int) -> dict:
@@ -209,7 +225,7 @@ def update_ticket(session: Session, outbox, actor: domain.Actor, ticket_id: int,
         if denied:
             raise ValidationFailed.from_fields({f: ["a requester cannot change this field"] for f in denied})
     if "category_id" in changes and changes["category_id"] != ticket.category_id:
-        _check_category(session, changes["category_id"], for_new=True)
+        _check_category(session, changes["category_id"])
     change = domain.Change()
     for name, value in changes.items():
         change.record(name, getattr(ticket, name), value)
@@ -299,7 +315,7 @@ _HIDDEN_FROM_CUSTOMERS = {("comment", INTERNAL_NOTE), ("attachment", INTERNAL_AT
 
 
 def _comment_out(c: Comment) -> dict:
-    return CommentOut().dump({
+    return _COMMENT_OUT.dump({
         "id": c.id, "public": c.public, "body": c.body, "created_at": c.created_at,
         "author": {"id": c.author_id, "name": c.author_name, "roles": c.author_roles.split(",")},
     })
@@ -327,7 +343,7 @@ def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, b
     session.flush()
     _history(session, ticket, actor, "comment", None, comment.id, note="public reply" if public else INTERNAL_NOTE,
              at=now)
-    _emit(session, outbox, "comment_added", ticket, actor, comment=CommentOut().load(_comment_out(comment)))
+    _emit(session, outbox, "comment_added", ticket, actor, comment=_COMMENT_OUT.load(_comment_out(comment)))
     if public and not actor.is_staff:
         to = domain.state_after_customer_reply(ticket.state)
         if to is not None:
@@ -496,7 +512,7 @@ def list_tickets(session: Session, actor: domain.Actor, q: dict) -> dict:
     rows = list(session.execute(stmt.order_by(*order).limit(q["limit"] + 1)).scalars())
     more = len(rows) > q["limit"]
     rows = rows[: q["limit"]]
-    items = [TicketSnapshot(exclude=("description", "category_path")).dump(snapshot_light(t)) for t in rows]
+    items = [_LIST_ROW.dump(snapshot_light(t)) for t in rows]
     last = rows[-1] if rows else None
     return {"items": items,
             "next_cursor": _encode_cursor(q["sort"], getattr(last, column.key), last.id) if more and last else None}

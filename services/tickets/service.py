@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from zoneinfo import ZoneInfo
 
 from nameko.rpc import rpc
 from nameko.timer import timer
@@ -25,8 +26,11 @@ log = logging.getLogger(__name__)
 api = rpc(expected_exceptions=EXPECTED)
 
 
+_ACTOR = ActorSchema()
+
+
 def actor_from(data) -> domain.Actor:
-    a = load(ActorSchema(), data, "actor")
+    a = load(_ACTOR, data, "actor")
     return domain.Actor(a["id"], a["name"], frozenset(a["roles"]), a.get("organisation_id"), a.get("email"))
 
 
@@ -68,8 +72,10 @@ class TicketsService:
     def create_ticket(self, actor, data):
         who = actor_from(actor)
         data = load(schemas.TicketCreate(), data, "data")
-        with self.db.transaction() as session:  # its own short transaction: the counter lock is held briefly
-            number = handlers.allocate_number(session, self.settings.config.ticket_number_prefix, utcnow().year)
+        cfg = self.settings.config
+        year = utcnow().astimezone(ZoneInfo(cfg.timezone)).year  # the year as the people using it count it
+        # its own short transaction: the counter's row lock is held for microseconds, not the whole creation
+        number = self._tx(handlers.reserve_number, data, cfg.ticket_number_prefix, year)
         ticket = self._tx(handlers.create_ticket, self.outbox, who, data, number)
         metrics.TICKETS_CREATED.labels(ticket["channel"], ticket["priority"]).inc()
         return ticket
