@@ -19,12 +19,12 @@ import yaml
 from marshmallow import Schema, fields, missing, validate
 
 from helpdesk.common import events
+from helpdesk.common.inbox import DEAD_LETTER_QUEUE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "events.asyncapi.yaml"
 REGENERATE = "helpdesk asyncapi"
 
-DEAD_LETTER_QUEUE = "helpdesk.dead-letters"
 REF_PREFIX = "#/components/schemas/"
 
 DESCRIPTION = f"""\

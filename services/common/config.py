@@ -1,8 +1,7 @@
 """Process configuration, read once from environment variables with documented defaults.
 
-Every setting is listed in SETTINGS with its variable, default and meaning; README's
-configuration table is generated from the same list (`helpdesk config`), so the two
-cannot drift apart.
+Every setting is listed in SETTINGS with its variable, default and meaning;
+`helpdesk config` prints the list, and a test checks that README's table names each.
 """
 from __future__ import annotations
 

@@ -69,7 +69,4 @@ for _cls in ERRORS:
 
 
 def http_status(error: HelpdeskError) -> int:
-    for cls in type(error).__mro__:
-        if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]
-    return 500
+    return next(HTTP_STATUS[cls] for cls in type(error).__mro__ if cls in HTTP_STATUS)

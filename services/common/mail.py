@@ -16,6 +16,7 @@ from pathlib import Path
 from nameko.extensions import DependencyProvider
 
 from helpdesk.common.config import Config, from_container
+from helpdesk.common.events import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class MailSender:
         msg["From"] = self.config.mail_from
         msg["To"] = ", ".join([to] if isinstance(to, str) else to)
         msg["Subject"] = subject
-        msg["Date"] = format_datetime(_now())
+        msg["Date"] = format_datetime(utcnow())
         msg["Message-ID"] = make_msgid(domain=self.config.mail_from.rpartition("@")[2] or "localhost")
         for name, value in (headers or {}).items():
             del msg[name]
@@ -66,12 +67,6 @@ class MailSender:
         tmp.write_bytes(bytes(msg))
         tmp.rename(folder / name)  # readers never see a half-written file
         log.info("mail to %s written to %s", msg["To"], folder / name)
-
-
-def _now():
-    import datetime as dt
-
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class Mail(DependencyProvider):

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from helpdesk.common.errors import Conflict, ValidationFailed
 from helpdesk.common.events import utcnow
+from helpdesk.common.vocabulary import SYSTEM_ACTOR
 from helpdesk.portal.models import Account
 
 MIN_PASSWORD = 12
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _hasher = PasswordHasher()
-SYSTEM_ACTOR = {"id": "system", "name": "System", "roles": ["system"]}
 
 
 def hash_password(password: str) -> str:
@@ -47,7 +47,8 @@ def create_admin(session: Session, outbox, email: str, name: str, password: str,
                       roles="admin", language=language, active=True, created_at=now, updated_at=now)
     session.add(account)
     session.flush()
-    # other services keep their staff rosters from this event; the portal's relay publishes it
+    # other services keep their staff rosters from this event; it waits in the portal's outbox until
+    # the portal service (its own issue) runs its relay
     outbox.add(session, "account_changed", account.id, {
         "account_id": account.id, "email": email, "name": account.name, "roles": ["admin"], "active": True,
         "organisation_id": None, "department": None, "language": language, "actor": SYSTEM_ACTOR})

@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 
 from helpdesk.common.errors import Conflict, Forbidden, ValidationFailed
 
-RECEIVED = "received"
-IN_PROGRESS = "in_progress"
-WAITING_ON_CUSTOMER = "waiting_on_customer"
-RESOLVED = "resolved"
-CLOSED = "closed"
-STATES = (RECEIVED, IN_PROGRESS, WAITING_ON_CUSTOMER, RESOLVED, CLOSED)
+from helpdesk.common.vocabulary import (ADMIN, CHANNELS, CLOSE_REASONS, CLOSED, DISPATCHER, IN_PROGRESS,  # noqa: F401
+                                        MANAGER, ORG_MANAGER, PRIORITIES, RECEIVED, REQUESTER, RESOLVED, SOLVER,
+                                        STATES, SYSTEM, WAITING_ON_CUSTOMER)
+
 OPEN_STATES = (RECEIVED, IN_PROGRESS, WAITING_ON_CUSTOMER)
 
 STATE_LABELS = {
@@ -26,17 +24,6 @@ STATE_LABELS = {
     CLOSED: {"cs": "Uzavřeno", "en": "Closed"},
 }
 
-PRIORITIES = ("low", "normal", "high", "urgent")
-CHANNELS = ("portal", "email", "phone", "api")
-CLOSE_REASONS = ("resolved", "duplicate", "spam", "withdrawn")
-
-REQUESTER = "requester"
-ORG_MANAGER = "organisation_manager"
-SOLVER = "solver"
-DISPATCHER = "dispatcher"
-MANAGER = "manager"
-ADMIN = "admin"
-SYSTEM = "system"
 STAFF = frozenset({SOLVER, DISPATCHER, MANAGER, ADMIN, SYSTEM})
 CUSTOMER = frozenset({REQUESTER, ORG_MANAGER})
 

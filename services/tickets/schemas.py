@@ -84,6 +84,12 @@ class ListQuery(Schema):
     cursor = fields.String(allow_none=True, load_default=None)
 
 
+class AssignIn(Schema):
+    solver = fields.Nested(Person, allow_none=True, required=True, metadata={"description": "null: unassign"})
+    version = fields.Integer(allow_none=True, load_default=None)
+    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000))
+
+
 class CategoryIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     parent_id = fields.Integer(allow_none=True, load_default=None)

@@ -109,11 +109,9 @@ class TicketsService:
     def assign(self, actor, ticket_id, solver, version=None, note=None):
         who = actor_from(actor)
         _require(who, {domain.DISPATCHER, domain.ADMIN, domain.SYSTEM}, "assigning a ticket")
-        if solver is not None:
-            from helpdesk.common.contracts.tickets import Person
-
-            solver = load(Person(), solver, "solver")
-        return self._tx(handlers.assign, self.outbox, who, _ticket_id(ticket_id), version, solver, note)
+        data = load(schemas.AssignIn(), {"solver": solver, "version": version, "note": note})
+        return self._tx(handlers.assign, self.outbox, who, _ticket_id(ticket_id), data["version"], data["solver"],
+                        data["note"])
 
     @api
     def claim(self, actor, ticket_id):

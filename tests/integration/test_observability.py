@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import urllib.request
 
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from helpdesk.common import config as config_module
-from helpdesk.common.observability import JsonFormatter, set_correlation_id
+from helpdesk.common.observability import configure_logging, set_correlation_id
 from helpdesk.tickets.service import TicketsService
 from support import REQUESTER, new_ticket
 
@@ -29,16 +30,25 @@ def test_call_without_correlation_id_gets_one(tickets, rpc, event_log):
     assert len(event["correlation_id"]) == 32
 
 
-def test_json_log_line_carries_the_correlation_id():
-    set_correlation_id("abc123")
-    record = logging.LogRecord("helpdesk.x", logging.INFO, __file__, 1, "ticket %s created", ("HD-1",), None)
-    record.correlation_id = "abc123"
-    line = json.loads(JsonFormatter().format(record))
-    assert line["message"] == "ticket HD-1 created" and line["correlation_id"] == "abc123"
-    set_correlation_id(None)
+def test_json_log_line_carries_the_correlation_id_of_the_worker(capsys):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", "json")
+        set_correlation_id("abc123")
+        logging.getLogger("helpdesk.x").info("ticket %s created", "HD-1")
+        set_correlation_id(None)
+        logging.getLogger("helpdesk.x").info("no worker")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    first, second = [json.loads(line) for line in capsys.readouterr().err.splitlines()[-2:]]
+    assert first["message"] == "ticket HD-1 created" and first["correlation_id"] == "abc123"
+    assert first["level"] == "INFO" and first["logger"] == "helpdesk.x"
+    assert second["correlation_id"] is None
 
 
-def test_service_process_serves_metrics(run_services, config, rpc):
+def test_service_process_serves_metrics(run_services, config, rpc, event_log):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -46,9 +56,12 @@ def test_service_process_serves_metrics(run_services, config, rpc):
         "HELPDESK_AMQP_URI": config.amqp_uri, "HELPDESK_DATA_DIR": str(config.data_dir),
         "HELPDESK_TICKETS_DATABASE_URL": config.database_url("tickets"), "HELPDESK_METRICS_PORT": str(port)})
     run_services(TicketsService, cfg=cfg)
+    log = event_log("tickets")
     new_ticket(rpc)
+    assert len(log.wait_for(1)) == 1  # published: the relay has counted it
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert 'helpdesk_entrypoint_seconds_count{entrypoint="create_ticket",kind="Rpc",service="tickets"}' in text
     assert 'helpdesk_tickets_created_total{channel="portal",priority="normal"}' in text
-    assert "helpdesk_outbox_published_total" in text
+    assert re.search(r'^helpdesk_outbox_published_total\{event_type="ticket_created",service="tickets"\} [1-9]',
+                     text, re.M)

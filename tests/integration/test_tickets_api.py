@@ -873,3 +873,11 @@ def test_category_activity_must_be_a_boolean(tickets, rpc):
         rpc.tickets.set_category_active(actor=ADMIN, category_id=c["id"], active="false")
     assert list(err.value.details) == ["active"]
     assert rpc.tickets.list_categories()[0]["active"] is True
+
+
+def test_assign_names_each_bad_argument(tickets, rpc):
+    t = new_ticket(rpc)
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.assign(actor=DISPATCHER, ticket_id=t["id"], solver={"id": "s"}, version="1", note={"x": 1})
+    assert set(err.value.details) == {"solver", "version", "note"}
+    assert get(rpc, t)["solver"] is None and get(rpc, t)["version"] == t["version"]

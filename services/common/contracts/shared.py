@@ -1,7 +1,7 @@
 """Schemas that appear inside several events' payloads."""
 from marshmallow import Schema, fields, validate
 
-ROLES = ("requester", "organisation_manager", "solver", "dispatcher", "manager", "admin", "system")
+from helpdesk.common.vocabulary import ROLES
 
 
 class Actor(Schema):

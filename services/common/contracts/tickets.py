@@ -4,10 +4,7 @@ from marshmallow import Schema, fields, validate
 from helpdesk.common.contracts.shared import Actor
 from helpdesk.common.events import contract
 
-STATES = ("received", "in_progress", "waiting_on_customer", "resolved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
-CHANNELS = ("portal", "email", "phone", "api")
-CLOSE_REASONS = ("resolved", "duplicate", "spam", "withdrawn")
+from helpdesk.common.vocabulary import CHANNELS, CLOSE_REASONS, PRIORITIES, STATES
 
 
 class Person(Schema):
