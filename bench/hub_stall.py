@@ -40,20 +40,12 @@ import subprocess
 import sys
 import time
 
+from _common import percentile  # noqa: E402  (bench/ is on sys.path when a script runs from it)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 MODES = ("idle", "green", "blocking")
 PASS_MAX_DELAY = 0.020  # seconds
-
-
-def percentile(values, p):
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = (len(values) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 # ---------------------------------------------------------------- child: one mode in its own process

@@ -86,7 +86,7 @@ class ListQuery(Schema):
 
 class AssignIn(Schema):
     solver = fields.Nested(Person, allow_none=True, required=True, metadata={"description": "null: unassign"})
-    version = fields.Integer(allow_none=True, load_default=None)
+    version = fields.Integer(allow_none=True, load_default=None, strict=True)
     note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000))
 
 

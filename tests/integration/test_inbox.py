@@ -13,13 +13,14 @@ from sqlalchemy import Column, Integer, String, Table, func, select
 from helpdesk.common import db, events
 from helpdesk.common.db import DatabaseProvider, new_metadata
 from helpdesk.common.inbox import DEAD_LETTER_QUEUE, event_handler, idempotent, processed_events_table
-from helpdesk.common.observability import DEAD_LETTERS, Observability
+from helpdesk.common.observability import DEAD_LETTERS, Observability, current_correlation_id
 
 meta = new_metadata()
 processed = processed_events_table(meta)
 seen = Table("test_seen", meta, Column("id", Integer, primary_key=True, autoincrement=True),
              Column("event_id", String(36), nullable=False))
 CALLS: collections.Counter = collections.Counter()
+CORRELATION_IDS: list = []
 
 
 class Consumer:
@@ -31,6 +32,7 @@ class Consumer:
     @idempotent
     def on_created(self, session, event):
         CALLS["created"] += 1
+        CORRELATION_IDS.append(current_correlation_id())
         session.execute(seen.insert().values(event_id=event.event_id))
 
     @event_handler("tickets", "ticket_rated")
@@ -44,13 +46,16 @@ class Consumer:
 def _start(config, run_services):
     meta.create_all(db.get_engine(config.database_url("tickets")), tables=[seen])
     CALLS.clear()
+    CORRELATION_IDS.clear()
     return run_services(Consumer)
 
 
 def _publish(config, event_type: str, body) -> None:
     exchange = get_event_exchange("tickets", config.nameko())
+    # as the outbox relay publishes: the correlation id also rides in nameko's context header
+    headers = {"nameko.correlation_id": body.get("correlation_id", "")}
     Publisher(config.amqp_uri, use_confirms=True).publish(body, exchange=exchange, routing_key=event_type,
-                                                          declare=[exchange])
+                                                          declare=[exchange], headers=headers)
 
 
 def _ticket_event(event_type: str, **extra) -> dict:
@@ -100,6 +105,7 @@ def test_redelivered_event_is_handled_once(config, run_services):
     eventlet.sleep(0.5)
     assert _count(config, seen) == 1
     assert CALLS["created"] == 1
+    assert CORRELATION_IDS == ["corr-1"]  # the handler's logs and events carry the publisher's id
 
 
 def test_handler_that_keeps_failing_is_retried_then_dead_lettered_with_nothing_written(config, run_services):
