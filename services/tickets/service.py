@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 api = rpc(expected_exceptions=EXPECTED)
 
 
+# schemas are stateless once built and costly to build: one instance of each per process
 _ACTOR = ActorSchema()
+_IN = {cls: cls() for cls in (schemas.TicketCreate, schemas.TicketUpdate, schemas.StateChangeIn, schemas.AssignIn,
+                              schemas.ListQuery, schemas.CommentIn, schemas.AttachmentIn, schemas.RatingIn,
+                              schemas.CategoryIn)}
 
 
 def actor_from(data) -> domain.Actor:
@@ -71,7 +75,7 @@ class TicketsService:
     @api
     def create_ticket(self, actor, data):
         who = actor_from(actor)
-        data = load(schemas.TicketCreate(), data, "data")
+        data = load(_IN[schemas.TicketCreate], data, "data")
         cfg = self.settings.config
         year = utcnow().astimezone(ZoneInfo(cfg.timezone)).year  # the year as the people using it count it
         # its own short transaction: the counter's row lock is held for microseconds, not the whole creation
@@ -91,7 +95,7 @@ class TicketsService:
     @api
     def update_ticket(self, actor, ticket_id, version, changes):
         who = actor_from(actor)
-        changes = load(schemas.TicketUpdate(), changes, "changes")
+        changes = load(_IN[schemas.TicketUpdate], changes, "changes")
         return self._tx(handlers.update_ticket, self.outbox, who, _ticket_id(ticket_id),
                         _whole_number(version, "version"), changes)
 
@@ -99,7 +103,7 @@ class TicketsService:
     def change_state(self, actor, ticket_id, version, to_state, reason=None, note=None):
         """`reason` classifies a closing (resolved/duplicate/spam/withdrawn); `note` says why, for any move."""
         who = actor_from(actor)
-        move = load(schemas.StateChangeIn(), {"to_state": to_state, "reason": reason, "note": note})
+        move = load(_IN[schemas.StateChangeIn], {"to_state": to_state, "reason": reason, "note": note})
         ticket = self._tx(handlers.change_state, self.outbox, who, _ticket_id(ticket_id),
                           _whole_number(version, "version"), move["to_state"], move["reason"], move["note"])
         metrics.STATE_CHANGES.labels(ticket["state"]).inc()
@@ -109,7 +113,7 @@ class TicketsService:
     def assign(self, actor, ticket_id, solver, version=None, note=None):
         who = actor_from(actor)
         _require(who, {domain.DISPATCHER, domain.ADMIN, domain.SYSTEM}, "assigning a ticket")
-        data = load(schemas.AssignIn(), {"solver": solver, "version": version, "note": note})
+        data = load(_IN[schemas.AssignIn], {"solver": solver, "version": version, "note": note})
         return self._tx(handlers.assign, self.outbox, who, _ticket_id(ticket_id), data["version"], data["solver"],
                         data["note"])
 
@@ -127,13 +131,13 @@ class TicketsService:
     @api
     def list_tickets(self, actor, query=None):
         who = actor_from(actor)
-        q = load(schemas.ListQuery(), query or {}, "query")
+        q = load(_IN[schemas.ListQuery], query or {}, "query")
         return self._tx(handlers.list_tickets, who, q)
 
     @api
     def count_by_state(self, actor, query=None):
         who = actor_from(actor)
-        q = load(schemas.ListQuery(), query or {}, "query")
+        q = load(_IN[schemas.ListQuery], query or {}, "query")
         return self._tx(handlers.count_by_state, who, q)
 
     # ------------------------------------------------------------ comments, attachments, ratings
@@ -141,13 +145,13 @@ class TicketsService:
     @api
     def add_comment(self, actor, ticket_id, body, public=True):
         who = actor_from(actor)
-        data = load(schemas.CommentIn(), {"body": body, "public": public})
+        data = load(_IN[schemas.CommentIn], {"body": body, "public": public})
         return self._tx(handlers.add_comment, self.outbox, who, _ticket_id(ticket_id), data["body"], data["public"])
 
     @api
     def add_attachment(self, actor, ticket_id, attachment):
         who = actor_from(actor)
-        data = load(schemas.AttachmentIn(), attachment, "attachment")
+        data = load(_IN[schemas.AttachmentIn], attachment, "attachment")
         return self._tx(handlers.add_attachment, self.outbox, who, self.settings.store, _ticket_id(ticket_id), data)
 
     @api
@@ -158,7 +162,7 @@ class TicketsService:
     @api
     def rate(self, actor, ticket_id, score, comment=None):
         who = actor_from(actor)
-        data = load(schemas.RatingIn(), {"score": score, "comment": comment})
+        data = load(_IN[schemas.RatingIn], {"score": score, "comment": comment})
         return self._tx(handlers.rate, self.outbox, who, _ticket_id(ticket_id), data["score"], data["comment"],
                         self.settings.config.rating_change_days)
 
@@ -171,13 +175,13 @@ class TicketsService:
     @api
     def create_category(self, actor, name, parent_id=None):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
-        data = load(schemas.CategoryIn(), {"name": name, "parent_id": parent_id})
+        data = load(_IN[schemas.CategoryIn], {"name": name, "parent_id": parent_id})
         return self._tx(handlers.create_category, data["name"], data["parent_id"])
 
     @api
     def rename_category(self, actor, category_id, name):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
-        data = load(schemas.CategoryIn(), {"name": name})
+        data = load(_IN[schemas.CategoryIn], {"name": name})
         return self._tx(handlers.rename_category, _whole_number(category_id, "category_id"), data["name"])
 
     @api
