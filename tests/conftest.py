@@ -15,6 +15,7 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # as `helpdesk run` does: the services under test run on green threads
 
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 import uuid  # noqa: E402
@@ -72,50 +73,45 @@ def pg_template():
     _pg_exec(f"DROP DATABASE IF EXISTS {PG_TEMPLATE}")
 
 
-@pytest.fixture(params=DATABASES)
-def database_url(request, tmp_path):
-    """A migrated, empty tickets database: SQLite file or a fresh PostgreSQL database."""
-    from helpdesk.cli import SERVICES, _migrations_path
+@contextlib.contextmanager
+def _new_database(kind: str, tmp_path, template: str | None = None):
+    """A database of its own for one test, dropped afterwards: SQLite file or PostgreSQL database."""
     from helpdesk.common import db
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'tickets.db'}"
-        db.migrate(url, _migrations_path(SERVICES["tickets"][1]))
-        yield url
+    if kind == "sqlite":
+        url, name = f"sqlite:///{tmp_path / f'db-{uuid.uuid4().hex[:6]}.db'}", None
     else:
-        template = request.getfixturevalue("pg_template")
         name = f"helpdesk_t_{uuid.uuid4().hex[:12]}"
-        _pg_exec(f"CREATE DATABASE {name} TEMPLATE {template}")
+        _pg_exec(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
         url = _pg_url(name)
+    try:
         yield url
+    finally:
         engine = db._engines.pop(db.normalise_url(url), None)
         if engine is not None:
             engine.dispose()
-        _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        return
-    engine = db._engines.pop(db.normalise_url(url), None)
-    if engine is not None:
-        engine.dispose()
+        if name:
+            _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path):
+    """A migrated, empty tickets database (PostgreSQL: cloned from a template migrated once)."""
+    from helpdesk.cli import SERVICES, _migrations_path
+    from helpdesk.common import db
+
+    template = request.getfixturevalue("pg_template") if request.param == "postgresql" else None
+    with _new_database(request.param, tmp_path, template) as url:
+        if template is None:
+            db.migrate(url, _migrations_path(SERVICES["tickets"][1]))
+        yield url
 
 
 @pytest.fixture(params=DATABASES)
 def empty_database(request, tmp_path):
-    """A new database with no tables: SQLite file or PostgreSQL database."""
-    from helpdesk.common import db
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    """A new database with no tables."""
+    with _new_database(request.param, tmp_path) as url:
         yield url
-    else:
-        name = f"helpdesk_e_{uuid.uuid4().hex[:12]}"
-        _pg_exec(f"CREATE DATABASE {name}")
-        url = _pg_url(name)
-        yield url
-    engine = db._engines.pop(db.normalise_url(url), None)
-    if engine is not None:
-        engine.dispose()
-    if request.param != "sqlite":
-        _pg_exec(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
