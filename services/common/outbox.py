@@ -15,7 +15,6 @@ well within the lease.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os

@@ -12,7 +12,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from helpdesk.common import config as config_module
 from helpdesk.common.observability import configure_logging, set_correlation_id
 from helpdesk.tickets.service import TicketsService
-from support import REQUESTER, new_ticket
+from support import new_ticket
 
 
 def test_correlation_id_of_the_call_reaches_the_event(tickets, config, event_log):

@@ -1,4 +1,4 @@
-from support import REQUESTER, new_ticket
+from support import new_ticket
 
 
 def test_create_ticket_publishes_event(tickets, rpc, event_log):
