@@ -5,8 +5,8 @@ row commits or rolls back with the change. The relay (one per service process) h
 a lease row while it publishes: only the lease holder publishes, in `id` order, so
 events of one aggregate leave in the order they were committed (use cases lock the
 aggregate's row before writing its events) and replicas' relays don't publish side by
-side. It publishes with publisher confirms and marks rows
-sent only after the broker confirmed them. Delivery is at-least-once: a relay killed
+side. It publishes a chunk of rows, waits once for the broker to confirm all of
+them, and only then marks them sent. Delivery is at-least-once: a relay killed
 between confirm and marking publishes those rows again on restart, and one stalled
 past its lease (10 s by default) may repeat the chunk it was in when another took
 over. The consumers' `event_id` guard (inbox.py) turns that into exactly-once
@@ -24,7 +24,7 @@ import uuid
 
 import eventlet
 from eventlet.event import Event as GreenEvent
-from nameko.amqp.publish import Publisher
+from kombu import Connection, Producer
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text,
@@ -97,6 +97,80 @@ class OutboxWriter:
         return envelope
 
 
+class ConfirmingPublisher:
+    """Publishes a batch of messages on one confirm-mode channel and waits once for all confirms.
+
+    One round trip per chunk instead of one per event: under load the relay shares the
+    eventlet hub with busy workers, and every wait for the broker costs a trip round the
+    hub (docs/performance.md).
+    """
+
+    def __init__(self, amqp_uri: str, timeout: float = 30.0):
+        self.amqp_uri = amqp_uri
+        self.timeout = timeout
+        self._conn = None
+        self._channel = None
+        self._producer = None
+        self._declared: set[str] = set()
+        self._pending: set[int] = set()
+        self._nacked = False
+        self._next_tag = 0
+
+    def _on_ack(self, delivery_tag, multiple):
+        if multiple:
+            self._pending = {t for t in self._pending if t > delivery_tag}
+        else:
+            self._pending.discard(delivery_tag)
+
+    def _on_nack(self, delivery_tag, multiple):
+        self._nacked = True
+        self._on_ack(delivery_tag, multiple)
+
+    def _open(self):
+        if self._producer is None:
+            self._conn = Connection(self.amqp_uri)
+            self._channel = self._conn.channel()
+            self._channel.confirm_select()
+            self._channel.events["basic_ack"].add(self._on_ack)
+            self._channel.events["basic_nack"].add(self._on_nack)
+            self._producer = Producer(self._channel, serializer="json")
+            self._declared.clear()
+            self._next_tag = 0
+        return self._producer
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.release()
+            finally:
+                self._conn = self._channel = self._producer = None
+
+    def publish_confirmed(self, messages) -> None:
+        """messages: (body, exchange, routing_key, headers, message_id); raises unless all are confirmed."""
+        try:
+            producer = self._open()
+            self._pending, self._nacked = set(), False
+            for body, exchange, routing_key, headers, message_id in messages:
+                if exchange.name not in self._declared:
+                    exchange(self._channel).declare()
+                    self._declared.add(exchange.name)
+                producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers,
+                                 message_id=message_id, delivery_mode=2, retry=False)
+                self._next_tag += 1
+                self._pending.add(self._next_tag)
+            deadline = time.monotonic() + self.timeout
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"broker confirmed {len(messages) - len(self._pending)} of {len(messages)}")
+                self._conn.drain_events(timeout=remaining)
+            if self._nacked:
+                raise RuntimeError("the broker refused (nacked) a message of the chunk")
+        except Exception:
+            self.close()  # a fresh channel next time: its delivery tags start again at 1
+            raise
+
+
 class Relay:
     """Publishes committed outbox rows while holding the lease."""
 
@@ -112,7 +186,7 @@ class Relay:
         self.batch = batch
         self.chunk = chunk
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.publisher = Publisher(amqp_uri, use_confirms=True, serializer="json")
+        self.publisher = ConfirmingPublisher(amqp_uri)
         self._exchanges = {}
         self._nameko_config = nameko_config
         self._wake = GreenEvent()
@@ -184,26 +258,21 @@ class Relay:
         return total
 
     def _publish(self, rows) -> int:
-        sent = []
-        try:
-            for row in rows:
-                body = json.loads(row.body)
-                self.publisher.publish(
-                    body, exchange=self._exchange(row.source), routing_key=row.event_type,
-                    declare=[self._exchange(row.source)],
-                    headers={"nameko.correlation_id": body.get("correlation_id") or ""},
-                    message_id=body["event_id"],
-                )
-                sent.append(row.id)
-                OUTBOX_PUBLISHED.labels(self.service, row.event_type).inc()
-                OUTBOX_LAG.labels(self.service).observe(max(0.0, time.time() - row.committed_ts))
-        finally:
-            if sent:
-                with db.transaction(self.sessions) as session:
-                    session.execute(update(self.outbox).where(self.outbox.c.id.in_(sent))
-                                    .where(self.outbox.c.sent_at.is_(None))
-                                    .values(sent_at=events.utcnow()))
-        return len(sent)
+        """Publish a chunk, wait once for the broker to confirm all of it, then mark it sent."""
+        messages = []
+        for row in rows:
+            body = json.loads(row.body)
+            messages.append((body, self._exchange(row.source), row.event_type,
+                             {"nameko.correlation_id": body.get("correlation_id") or ""}, body["event_id"]))
+        self.publisher.publish_confirmed(messages)
+        with db.transaction(self.sessions) as session:
+            session.execute(update(self.outbox).where(self.outbox.c.id.in_([r.id for r in rows]))
+                            .where(self.outbox.c.sent_at.is_(None)).values(sent_at=events.utcnow()))
+        now = time.time()
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(self.service, row.event_type).inc()
+            OUTBOX_LAG.labels(self.service).observe(max(0.0, now - row.committed_ts))
+        return len(rows)
 
     def backlog(self) -> int:
         from sqlalchemy import func
@@ -272,6 +341,7 @@ class Outbox(DependencyProvider):
         if self._gt is not None:
             self._gt.wait()
         self.relay.release_lease()
+        self.relay.publisher.close()
 
     def kill(self):
         if self.relay is not None:

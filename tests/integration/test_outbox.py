@@ -60,7 +60,7 @@ def test_relay_killed_after_publish_before_marking_republishes_and_event_id_stay
     log = event_log("tickets")
     _create(config, 1)
     relay = _relay(config)
-    relay.publisher.publish = _then_crash(relay.publisher.publish)
+    relay.publisher.publish_confirmed = _then_crash(relay.publisher.publish_confirmed)
     with pytest.raises(_Crash):
         relay.run_once()
     assert _unsent(config) == 1  # it was published, but not marked: the crash window
