@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate, validates_schema, ValidationError
 
-from helpdesk.common.contracts.shared import Actor as ActorSchema  # noqa: F401  (one Actor everywhere)
-from helpdesk.common.contracts.tickets import Comment as CommentOut  # noqa: F401
+from helpdesk.common.contracts.tickets import Comment as CommentOut  # noqa: F401  (handlers dump comments with it)
 from helpdesk.common.contracts.tickets import Person, TicketSnapshot
 from helpdesk.tickets import domain
 
