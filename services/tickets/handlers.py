@@ -11,8 +11,8 @@ import binascii
 import datetime as dt
 import json
 
-from sqlalchemy import func, or_, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, or_, select, text, tuple_
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from helpdesk.common.errors import Conflict, NotFound, ValidationFailed
@@ -48,23 +48,32 @@ def _check_version(ticket: Ticket, version: int | None) -> None:
                        {"ticket_id": ticket.id, "expected": version, "actual": ticket.version})
 
 
+def _categories(session: Session) -> dict:
+    """Every category as id -> (id, parent_id, name, active), read once per transaction (a small table)."""
+    cached = session.info.get("categories")
+    if cached is None:
+        rows = session.execute(select(Category.id, Category.parent_id, Category.name, Category.active)).all()
+        cached = session.info["categories"] = {row.id: row for row in rows}
+    return cached
+
+
 def category_path(session: Session, category_id: int | None) -> list[int]:
-    """Ids from the root down to `category_id`, from one query over the (small) category table."""
+    """Ids from the root down to `category_id`."""
     if category_id is None:
         return []
-    parents = dict(session.execute(select(Category.id, Category.parent_id)).all())
+    categories = _categories(session)
     path: list[int] = []
     while category_id is not None and category_id not in path:
         path.append(category_id)
-        category_id = parents.get(category_id)
+        row = categories.get(category_id)
+        category_id = None if row is None else row.parent_id
     return list(reversed(path))
 
 
 def subtree_ids(session: Session, category_id: int) -> list[int]:
-    rows = session.execute(select(Category.id, Category.parent_id)).all()
     children: dict[int | None, list[int]] = {}
-    for cid, parent in rows:
-        children.setdefault(parent, []).append(cid)
+    for cid, row in _categories(session).items():
+        children.setdefault(row.parent_id, []).append(cid)
     found, stack = [], [category_id]
     while stack:
         cid = stack.pop()
@@ -97,10 +106,10 @@ def snapshot(session: Session, ticket: Ticket) -> dict:
             "category_path": category_path(session, ticket.category_id)}
 
 
-def ticket_out(session: Session, ticket: Ticket, actor: domain.Actor, new: bool = False) -> dict:
+def ticket_out(session: Session, ticket: Ticket, actor: domain.Actor) -> dict:
     data = snapshot(session, ticket)
     data["allowed_moves"] = domain.allowed_moves(ticket.state, actor.roles)
-    rating = None if new else session.get(Rating, ticket.id)
+    rating = session.get(Rating, ticket.id)
     data["rating"] = None if rating is None else {
         "score": rating.score, "comment": rating.comment, "rated_at": rating.rated_at.isoformat()}
     return _TICKET_OUT.dump(data)
@@ -123,11 +132,10 @@ def _emit(session: Session, outbox, event_type: str, ticket: Ticket, actor: doma
 
 
 def _check_category(session: Session, category_id: int | None) -> None:
-    """The category exists and is offered: it and every ancestor is active (one query)."""
+    """The category exists and is offered: it and every ancestor is active."""
     if category_id is None:
         return
-    rows = {c.id: c for c in session.execute(select(Category.id, Category.parent_id, Category.name,
-                                                           Category.active)).all()}
+    rows = _categories(session)
     if category_id not in rows:
         raise ValidationFailed.from_fields({"category_id": [f"no category {category_id}"]})
     cid, seen = category_id, set()
@@ -141,19 +149,24 @@ def _check_category(session: Session, category_id: int | None) -> None:
 
 # ---------------------------------------------------------------- numbers
 
-def reserve_number(session: Session, data: dict, prefix: str, year: int) -> str:
-    """Check what would fail the creation first, so a bad request costs no number."""
-    _check_category(session, data["category_id"])
-    return allocate_number(session, prefix, year)
+# sequences known to exist, per database, in this process: the first number of a year creates its sequence
+_SEQUENCES: set[tuple[str, str]] = set()
 
 
 def allocate_number(session: Session, prefix: str, year: int) -> str:
-    """Next number of the year; an upsert whose row lock serialises concurrent creators."""
+    """Next number of the year.
+
+    PostgreSQL: a sequence per year. `nextval` takes no row lock, so concurrent creations
+    never queue behind each other; a creation that fails after it leaves a gap in the
+    numbers. Other databases: an upsert of the year's `counters` row, whose row lock
+    serialises creators (SQLite has a single writer anyway)."""
     name = f"ticket-{year}"
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
-    if insert is not None:
-        stmt = insert(Counter).values(name=name, value=1)
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        sequence = _year_sequence(bind, name, int(year))
+        value = session.execute(text(f"SELECT nextval('{sequence}')")).scalar_one()
+    elif bind.dialect.name == "sqlite":
+        stmt = sqlite.insert(Counter).values(name=name, value=1)
         stmt = stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
         value = session.execute(stmt.returning(Counter.value)).scalar_one()
     else:  # other dialects: lock-read-write
@@ -167,10 +180,29 @@ def allocate_number(session: Session, prefix: str, year: int) -> str:
     return domain.format_number(prefix, year, value)
 
 
+def _year_sequence(engine, counter_name: str, year: int) -> str:
+    """The year's sequence, created (once, in its own committed transaction) if no process has yet.
+
+    It starts after the year's `counters` row, so numbers given before sequences existed
+    are never given again. The advisory lock makes concurrent first creations wait for
+    one another instead of racing on CREATE SEQUENCE."""
+    sequence = f"ticket_number_{year}"
+    key = (str(engine.url), sequence)
+    if key not in _SEQUENCES:
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x7469636B00000000 + year})
+            exists = conn.execute(text("SELECT to_regclass(:name)"), {"name": sequence}).scalar()
+            if exists is None:
+                done = conn.execute(select(Counter.value).where(Counter.name == counter_name)).scalar() or 0
+                conn.execute(text(f"CREATE SEQUENCE {sequence} START WITH {int(done) + 1}"))
+        _SEQUENCES.add(key)
+    return sequence
+
+
 # ---------------------------------------------------------------- tickets
 
-def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, number: str) -> dict:
-    _check_category(session, data["category_id"])
+def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, prefix: str, year: int) -> dict:
+    _check_category(session, data["category_id"])  # before the number, so a bad request costs none
     requester = data["requester"]
     if requester is None or not actor.is_staff:
         # requesters raise their own requests; only staff raise them for someone else
@@ -178,7 +210,7 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, num
     organisation_id = data["organisation_id"] if actor.is_staff else actor.organisation_id
     now = utcnow()
     ticket = Ticket(
-        number=number, subject=data["subject"], description=data["description"],
+        number=allocate_number(session, prefix, year), subject=data["subject"], description=data["description"],
         requester_id=requester["id"], requester_name=requester["name"], requester_email=requester.get("email"),
         organisation_id=organisation_id, contract=data["contract"], category_id=data["category_id"],
         priority=data["priority"], channel=data["channel"], state=domain.RECEIVED,
@@ -187,8 +219,10 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, num
     session.add(ticket)
     session.flush()
     _history(session, ticket, actor, "created", None, ticket.number, at=now)
-    _emit(session, outbox, "ticket_created", ticket, actor)
-    return ticket_out(session, ticket, actor, new=True)
+    snap = snapshot(session, ticket)
+    outbox.add(session, "ticket_created", ticket.id, {"ticket": snap, "actor": actor.to_dict()})
+    return _TICKET_OUT.dump({**snap, "allowed_moves": domain.allowed_moves(ticket.state, actor.roles),
+                             "rating": None})
 
 
 def get_ticket(session: Session, actor: domain.Actor, ticket_id: int) -> dict:

@@ -78,9 +78,7 @@ class TicketsService:
         data = load(_IN[schemas.TicketCreate], data, "data")
         cfg = self.settings.config
         year = utcnow().astimezone(ZoneInfo(cfg.timezone)).year  # the year as the people using it count it
-        # its own short transaction: the counter's row lock is held for microseconds, not the whole creation
-        number = self._tx(handlers.reserve_number, data, cfg.ticket_number_prefix, year)
-        ticket = self._tx(handlers.create_ticket, self.outbox, who, data, number)
+        ticket = self._tx(handlers.create_ticket, self.outbox, who, data, cfg.ticket_number_prefix, year)
         metrics.TICKETS_CREATED.labels(ticket["channel"], ticket["priority"]).inc()
         return ticket
 

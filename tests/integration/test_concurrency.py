@@ -61,3 +61,25 @@ def test_concurrent_updates_with_the_same_version_give_one_conflict(config, two_
     final = rpc.tickets.get_ticket(actor=REQUESTER, ticket_id=ticket["id"])
     assert final["priority"] == won[0]["priority"]
     assert final["version"] == version + 1
+
+
+def test_concurrent_creations_on_two_replicas_get_unique_consecutive_numbers(config, two_replicas, rpc):
+    made, conflicts = _race(config, [lambda p, i=i: new_ticket(p, subject=f"souběh {i}") for i in range(12)])
+    assert conflicts == []
+    numbers = sorted(int(t["number"].rsplit("-", 1)[1]) for t in made)
+    assert numbers == list(range(1, 13))  # no number twice, none skipped
+
+
+def test_numbering_goes_on_after_the_counter_of_the_year(config, tickets, rpc):
+    """Numbers given before the year's sequence existed (the `counters` row) are never given again."""
+    import datetime as dt
+
+    from sqlalchemy import text
+
+    from helpdesk.common import db
+
+    year = dt.datetime.now(dt.timezone.utc).year
+    with db.get_engine(config.database_url("tickets")).begin() as conn:
+        conn.execute(text("INSERT INTO counters (name, value) VALUES (:n, 41)"), {"n": f"ticket-{year}"})
+    assert new_ticket(rpc)["number"].endswith("-000042")
+    assert new_ticket(rpc)["number"].endswith("-000043")
