@@ -130,7 +130,7 @@ class History(Base):
 
 
 class Counter(Base):
-    """Per-year ticket number sequences; the row lock makes allocation safe across replicas."""
+    """Per-year ticket number counters (SQLite; on PostgreSQL a sequence per year starts after its row)."""
 
     __tablename__ = "counters"
 
