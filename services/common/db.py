@@ -149,9 +149,20 @@ class DatabaseProvider(DependencyProvider):
 
     def setup(self):
         from helpdesk.common.config import from_container
+        from helpdesk.common.observability import add_readiness_check
 
         if self.sessions is None:
             self.sessions = session_factory(from_container(self.container).database_url(self.service))
+        add_readiness_check(f"database:{self.service}", self._ping)
+
+    def _ping(self) -> None:
+        with self.sessions.kw["bind"].connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def stop(self):
+        from helpdesk.common.observability import remove_readiness_check
+
+        remove_readiness_check(f"database:{self.service}")
 
     def get_dependency(self, worker_ctx):
         return Database(self.sessions, self.metadata)

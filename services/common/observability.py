@@ -3,8 +3,9 @@
 Every service class declares `observe = Observability()`. For each worker it takes the
 correlation id that arrived with the call (nameko context header `correlation_id`) or
 starts one, keeps it in a context variable for the log formatter and the outbox, and
-records latency and errors per entrypoint. One Prometheus HTTP server per process
-serves /metrics.
+records latency and errors per entrypoint. One HTTP server per process serves
+/metrics for Prometheus, /healthz (the process answers) and /readyz (every registered
+readiness check passes: the broker, each database the process uses).
 """
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 import uuid
+from typing import Callable
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from nameko.extensions import DependencyProvider
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 CORRELATION_KEY = "correlation_id"
 _correlation: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
@@ -57,11 +62,67 @@ def new_correlation_id() -> str:
     return uuid.uuid4().hex
 
 
+# name -> callable that raises when the dependency it checks is not usable
+_readiness: dict[str, Callable[[], None]] = {}
+
+
+def add_readiness_check(name: str, check: Callable[[], None]) -> None:
+    _readiness[name] = check
+
+
+def remove_readiness_check(name: str) -> None:
+    _readiness.pop(name, None)
+
+
+def readiness() -> tuple[bool, dict[str, str]]:
+    """Run every check; (all passed, name -> "ok" or what failed)."""
+    results = {}
+    for name, check in list(_readiness.items()):
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready, and says why
+            results[name] = f"{type(exc).__name__}: {exc}"
+    return all(v == "ok" for v in results.values()), results
+
+
+_metrics_app = make_wsgi_app()
+
+
+def health_app(environ, start_response):
+    """/healthz, /readyz, and Prometheus metrics on every other path."""
+    path = environ.get("PATH_INFO") or "/"
+    if path == "/healthz":
+        start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"ok\n"]
+    if path == "/readyz":
+        ready, checks = readiness()
+        body = json.dumps({"ready": ready, "checks": checks}).encode()
+        start_response("200 OK" if ready else "503 Service Unavailable", [("Content-Type", "application/json")])
+        return [body]
+    return _metrics_app(environ, start_response)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - probes every few seconds would flood the log
+        pass
+
+
 def start_metrics_server(port: int) -> None:
-    """Serve /metrics on `port` once per process (0 disables)."""
+    """Serve /metrics, /healthz and /readyz on `port` once per process (0 disables)."""
     if port and port not in _metrics_started:
-        start_http_server(port)
+        server = make_server("", port, health_app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
         _metrics_started.add(port)
+
+
+def broker_check(amqp_uri: str) -> Callable[[], None]:
+    def check():
+        from kombu import Connection
+
+        with Connection(amqp_uri, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    return check
 
 
 class JsonFormatter(logging.Formatter):
@@ -108,7 +169,12 @@ class Observability(DependencyProvider):
     def setup(self):
         from helpdesk.common.config import from_container
 
-        start_metrics_server(from_container(self.container).metrics_port)
+        cfg = from_container(self.container)
+        add_readiness_check("broker", broker_check(cfg.amqp_uri))
+        start_metrics_server(cfg.metrics_port)
+
+    def stop(self):
+        remove_readiness_check("broker")
 
     def get_dependency(self, worker_ctx):
         # nameko injects dependencies before worker_setup: take or start the id here

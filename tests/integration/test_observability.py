@@ -5,12 +5,14 @@ import json
 import logging
 import re
 import socket
+import urllib.error
 import urllib.request
 
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from helpdesk.common import config as config_module
-from helpdesk.common.observability import configure_logging, set_correlation_id
+from helpdesk.common.observability import (add_readiness_check, configure_logging, remove_readiness_check,
+                                            set_correlation_id)
 from helpdesk.tickets.service import TicketsService
 from support import new_ticket
 
@@ -48,14 +50,55 @@ def test_json_log_line_carries_the_correlation_id_of_the_worker(capsys):
     assert second["correlation_id"] is None
 
 
-def test_service_process_serves_metrics(run_services, config, rpc, event_log):
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = config_module.load({
+        return s.getsockname()[1]
+
+
+def _with_metrics_port(config, port: int):
+    return config_module.load({
         "HELPDESK_AMQP_URI": config.amqp_uri, "HELPDESK_DATA_DIR": str(config.data_dir),
         "HELPDESK_TICKETS_DATABASE_URL": config.database_url("tickets"), "HELPDESK_METRICS_PORT": str(port)})
-    run_services(TicketsService, cfg=cfg)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_service_process_answers_health_and_readiness_probes(run_services, config):
+    port = _free_port()
+    run_services(TicketsService, cfg=_with_metrics_port(config, port))
+    assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+    status, body = _get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 200, body
+    assert json.loads(body) == {"ready": True, "checks": {"broker": "ok", "database:tickets": "ok"}}
+
+
+def test_readiness_fails_naming_the_check_that_failed(run_services, config):
+    port = _free_port()
+    run_services(TicketsService, cfg=_with_metrics_port(config, port))
+
+    def broken():
+        raise ConnectionRefusedError("no route to helios")
+
+    add_readiness_check("helios", broken)
+    try:
+        status, body = _get(f"http://127.0.0.1:{port}/readyz")
+    finally:
+        remove_readiness_check("helios")
+    assert status == 503
+    assert json.loads(body)["checks"]["helios"] == "ConnectionRefusedError: no route to helios"
+    assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+
+
+def test_service_process_serves_metrics(run_services, config, rpc, event_log):
+    port = _free_port()
+    run_services(TicketsService, cfg=_with_metrics_port(config, port))
     log = event_log("tickets")
     new_ticket(rpc)
     assert len(log.wait_for(1)) == 1  # published: the relay has counted it

@@ -338,7 +338,7 @@ def test_dockerfile(capsys):
     exposed = {p.split("/")[0] for args in by_keyword["EXPOSE"] for p in args.split()}
     assert default_port in exposed
     health = by_keyword["HEALTHCHECK"][-1]
-    assert "CMD" in health and "urllib" in health and "/metrics" in health and "curl" not in health
+    assert "CMD" in health and "urllib" in health and "/readyz" in health and "curl" not in health
     _exec_form(health[health.index("CMD") + 3:].strip())  # the exec form is valid JSON
 
     for args in by_keyword.get("COPY", []):
