@@ -126,6 +126,11 @@ def _history(session: Session, ticket: Ticket, actor: domain.Actor, field: str, 
                         field=field, old=text(old), new=text(new), note=note))
 
 
+def _observe(session: Session, span: str, took: dt.timedelta) -> None:
+    """A duration for the service to put in its histograms once the transaction has committed."""
+    session.info.setdefault("observed", []).append((span, took.total_seconds()))
+
+
 def _emit(session: Session, outbox, event_type: str, ticket: Ticket, actor: domain.Actor, **extra) -> None:
     session.flush()  # the snapshot must carry the version the UPDATE wrote
     outbox.add(session, event_type, ticket.id, {"ticket": snapshot(session, ticket), "actor": actor.to_dict(), **extra})
@@ -283,6 +288,7 @@ def _move(session: Session, outbox, ticket: Ticket, actor: domain.Actor, to: str
     ticket.updated_at = now
     if to == domain.RESOLVED:
         ticket.resolved_at = now
+        _observe(session, "resolution", now - ticket.created_at)
     if to == domain.CLOSED:
         ticket.closed_at = now
         ticket.close_reason = close_reason
@@ -373,6 +379,7 @@ def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, b
     session.add(comment)
     if public and actor.is_staff and ticket.first_response_at is None:
         ticket.first_response_at = now
+        _observe(session, "first_response", now - ticket.created_at)
     ticket.updated_at = now
     session.flush()
     _history(session, ticket, actor, "comment", None, comment.id, note="public reply" if public else INTERNAL_NOTE,

@@ -66,9 +66,13 @@ class TicketsService:
         """Run one use case in one transaction; losing a race for the same ticket is a Conflict."""
         try:
             with self.db.transaction() as session:
-                return fn(session, *args)
+                result = fn(session, *args)
+                observed = session.info.get("observed", ())
         except (StaleDataError, IntegrityError):
             raise Conflict(lost_race)
+        for span, seconds in observed:  # committed: now it happened
+            metrics.DURATIONS[span].observe(seconds)
+        return result
 
     # ------------------------------------------------------------ tickets
 

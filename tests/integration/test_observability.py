@@ -8,9 +8,11 @@ import socket
 import urllib.error
 import urllib.request
 
+import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from helpdesk.common import config as config_module
+from helpdesk.common.errors import Conflict
 from helpdesk.common.observability import (add_readiness_check, configure_logging, remove_readiness_check,
                                             set_correlation_id)
 from helpdesk.tickets.service import TicketsService
@@ -108,3 +110,23 @@ def test_service_process_serves_metrics(run_services, config, rpc, event_log):
     assert 'helpdesk_tickets_created_total{channel="portal",priority="normal"}' in text
     assert re.search(r'^helpdesk_outbox_published_total\{event_type="ticket_created",service="tickets"\} [1-9]',
                      text, re.M)
+
+
+def test_first_response_and_resolution_times_are_observed_once_committed(tickets, rpc):
+    from prometheus_client import REGISTRY
+
+    from support import DISPATCHER
+
+    def count(span):
+        return REGISTRY.get_sample_value(f"helpdesk_ticket_{span}_seconds_count") or 0.0
+
+    before = count("first_response"), count("resolution")
+    t = new_ticket(rpc)
+    rpc.tickets.add_comment(actor=DISPATCHER, ticket_id=t["id"], body="Díváme se na to.", public=True)
+    rpc.tickets.add_comment(actor=DISPATCHER, ticket_id=t["id"], body="Druhá odpověď.", public=True)
+    t = rpc.tickets.get_ticket(actor=DISPATCHER, ticket_id=t["id"])
+    t = rpc.tickets.change_state(actor=DISPATCHER, ticket_id=t["id"], version=t["version"], to_state="in_progress")
+    with pytest.raises(Conflict):  # a stale version commits nothing, so nothing is observed
+        rpc.tickets.change_state(actor=DISPATCHER, ticket_id=t["id"], version=t["version"] - 1, to_state="resolved")
+    rpc.tickets.change_state(actor=DISPATCHER, ticket_id=t["id"], version=t["version"], to_state="resolved")
+    assert (count("first_response"), count("resolution")) == (before[0] + 1, before[1] + 1)
