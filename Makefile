@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test run asyncapi lock
+.PHONY: demo test run asyncapi lock system
+
+# Debian packages the tests use, as command:package; installed when the command is missing
+SYSTEM_TOOLS := promtool:prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # requirements.lock pins every package, transitive ones too (regenerate: `make lock`)
 $(STAMP): pyproject.toml requirements.lock
@@ -21,7 +25,16 @@ demo: $(STAMP)
 run: $(STAMP)
 	$(BIN)/helpdesk run all
 
-test: $(STAMP)
+system:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
+	fi
+
+test: $(STAMP) system
 	$(BIN)/python -m pytest
 
 asyncapi: $(STAMP)

@@ -127,7 +127,7 @@ def prometheus(tmp_path, services_process):
 def _query(url: str, promql: str) -> list[dict]:
     data = _get_json(f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
     assert data["status"] == "success", data
-    return data["result"]
+    return data["data"]["result"]
 
 
 EXPECTED_SERIES = [
