@@ -124,8 +124,18 @@ def migrate(url: str, script_location: str, revision: str = "head") -> None:
 
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", script_location)
-    cfg.attributes["engine"] = get_engine(url)
-    command.upgrade(cfg, revision)
+    engine = cfg.attributes["engine"] = get_engine(url)
+    if engine.dialect.name != "postgresql":
+        command.upgrade(cfg, revision)  # SQLite: one file per process's data folder
+        return
+    # every replica migrates at start: one at a time per database, the others then find it at head
+    with engine.connect() as lock:
+        lock.exec_driver_sql("SELECT pg_advisory_lock(7370821)")
+        try:
+            command.upgrade(cfg, revision)
+        finally:
+            lock.exec_driver_sql("SELECT pg_advisory_unlock(7370821)")
+            lock.commit()
 
 
 class Database:

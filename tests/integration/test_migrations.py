@@ -27,3 +27,21 @@ def test_migrations_match_models(service, empty_database):
 
 def test_every_store_has_migrations():
     assert set(SPECS) == set(MODELS)
+
+
+@pytest.mark.skipif("postgresql" not in __import__("conftest").DATABASES, reason="PostgreSQL half not selected")
+def test_replicas_starting_together_migrate_one_at_a_time(tmp_path):
+    """Every `helpdesk run` migrates at start: replicas starting at once must not race on PostgreSQL."""
+    import eventlet
+    from sqlalchemy import text
+
+    from conftest import _new_database
+
+    with _new_database("postgresql", tmp_path) as url:
+        threads = [eventlet.spawn(db.migrate, url, _migrations_path(SPECS["tickets"])) for _ in range(4)]
+        for thread in threads:
+            thread.wait()  # re-raises a migration's failure
+        with db.get_engine(url).connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+            diff = compare_metadata(MigrationContext.configure(conn), MODELS["tickets"])
+        assert [d for d in diff if not (d[0] == "remove_index" and d[1].name.endswith("_trgm"))] == []
