@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -59,3 +60,18 @@ class EventLog:
             self.queue(self.conn.default_channel).delete()
         finally:
             self.conn.release()
+
+
+def known_setting(name: str) -> bool:
+    """`name` is a HELPDESK_* variable the code reads (per-service ones for every service)."""
+    from helpdesk.common import config
+
+    for setting in config.SETTINGS:
+        if "<SERVICE>" in setting.name:
+            options = "|".join(s.upper() for s in config.SERVICES)
+            pattern = re.escape(setting.name).replace(re.escape("<SERVICE>"), f"(?:{options})")
+            if re.fullmatch(pattern, name):
+                return True
+        elif setting.name == name:
+            return True
+    return False

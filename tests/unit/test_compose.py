@@ -22,6 +22,7 @@ import yaml
 
 from helpdesk import cli
 from helpdesk.common import config
+from support import known_setting
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -246,24 +247,12 @@ def test_database_urls_point_at_created_databases(services):
 
 # --- settings and commands the code must know -------------------------------------
 
-def _known_variable(name: str) -> bool:
-    for setting in config.SETTINGS:
-        if "<SERVICE>" in setting.name:
-            options = "|".join(s.upper() for s in config.SERVICES)
-            pattern = re.escape(setting.name).replace(re.escape("<SERVICE>"), f"(?:{options})")
-            if re.fullmatch(pattern, name):
-                return True
-        elif setting.name == name:
-            return True
-    return False
-
-
 def test_known_variable_helper():
-    assert _known_variable("HELPDESK_AMQP_URI")
-    assert _known_variable("HELPDESK_TICKETS_DATABASE_URL")
-    assert _known_variable("HELPDESK_ERP_BRIDGE_DATABASE_URL")
-    assert not _known_variable("HELPDESK_NOSUCH_DATABASE_URL")
-    assert not _known_variable("HELPDESK_AMQP_URL")
+    assert known_setting("HELPDESK_AMQP_URI")
+    assert known_setting("HELPDESK_TICKETS_DATABASE_URL")
+    assert known_setting("HELPDESK_ERP_BRIDGE_DATABASE_URL")
+    assert not known_setting("HELPDESK_NOSUCH_DATABASE_URL")
+    assert not known_setting("HELPDESK_AMQP_URL")
 
 
 def test_helpdesk_variables_in_compose_are_known(compose):
@@ -283,7 +272,7 @@ def test_helpdesk_variables_in_compose_are_known(compose):
 
     walk(compose)
     assert names, "no HELPDESK_* variables found"
-    unknown = sorted(n for n in names if not _known_variable(n))
+    unknown = sorted(n for n in names if not known_setting(n))
     assert not unknown, f"variables the code does not read: {unknown}"
 
 
@@ -293,7 +282,7 @@ def test_helpdesk_variables_in_dockerfile_are_known():
         if keyword == "ENV":
             names.update(re.findall(r"\b(HELPDESK_\w+)=", args))
     assert "HELPDESK_DATA_DIR" in names
-    unknown = sorted(n for n in names if not _known_variable(n))
+    unknown = sorted(n for n in names if not known_setting(n))
     assert not unknown, unknown
 
 
