@@ -1,14 +1,13 @@
 """docker-compose.yml and deploy/Dockerfile, checked without Docker.
 
 No Docker engine runs in CI (docs: DESIGN "Test machine facts"), so `docker compose
-config` cannot validate the file. The thorough check would be the `jsonschema`
-package against the official compose-spec JSON schema
-(https://github.com/compose-spec/compose-spec/blob/main/schema/compose-spec.json),
-but neither is available offline here. Instead these tests parse the file with
-PyYAML (which resolves the `<<:` merge keys and anchors the file uses, as compose
-does) and check the rules that matter for this project: references resolve, images
-can be built, scaled services can scale, start order and health checks are sound,
-and every HELPDESK_* variable and `helpdesk` command named is one the code knows.
+config` cannot validate the file. Instead the file is validated with `jsonschema`
+against the Compose Specification's JSON schema, vendored in tests/schemas/
+(compose-spec.json, Apache-2.0, as shipped in docker-compose 1.29.2), and these tests
+parse it with PyYAML (which resolves the `<<:` merge keys and anchors the file uses, as
+compose does) to check the rules that matter for this project: references resolve,
+images can be built, scaled services can scale, start order and health checks are
+sound, and every HELPDESK_* variable and `helpdesk` command named is one the code knows.
 """
 from __future__ import annotations
 
@@ -98,6 +97,34 @@ def _helpdesk_services(services: dict) -> dict:
 
 
 # --- compose structure ---------------------------------------------------------
+
+def _schema_errors(document: dict) -> list[str]:
+    import jsonschema
+
+    schema = json.loads((ROOT / "tests" / "schemas" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_compose_file_matches_the_compose_specification(compose):
+    assert _schema_errors(compose) == []
+
+
+@pytest.mark.parametrize("path,value", [
+    (("services", "tickets", "restart"), 3),
+    (("services", "tickets", "depends_on"), "rabbitmq"),
+    (("services", "tickets", "helthcheck"), {"test": ["CMD", "true"]}),
+])
+def test_the_schema_check_catches_mistakes(compose, path, value):
+    import copy
+
+    broken = copy.deepcopy(compose)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert _schema_errors(broken)
+
 
 def test_top_level_keys_are_known(compose):
     allowed = {"version", "name", "services", "networks", "volumes", "configs", "secrets", "include"}
