@@ -15,6 +15,11 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 # service name -> (nameko class, migrations package); a service joins here when it is built
 SERVICES = {
     "tickets": ("helpdesk.tickets.service:TicketsService", "helpdesk.tickets:migrations"),
+    "sla": ("helpdesk.sla.service:SlaService", "helpdesk.sla:migrations"),
+    "assignment": ("helpdesk.assignment.service:AssignmentService", "helpdesk.assignment:migrations"),
+    "erp_bridge": ("helpdesk.erp_bridge.service:ErpBridgeService", "helpdesk.erp_bridge:migrations"),
+    # not a nameko class but a start(cfg) -> stop() function: the web process (docs/portal.md)
+    "portal": ("helpdesk.portal.server:start", "helpdesk.portal:migrations"),
 }
 # databases of services whose processes don't exist yet but whose tables do (portal accounts)
 STORES = {
@@ -115,9 +120,15 @@ def run(cfg, names: list[str], demo: bool) -> int:
     names = _selected(names)
     migrate(cfg, ["all"])
     runner = ServiceRunner(cfg.nameko())
+    processes = []
     for name in names:
-        runner.add_service(_load(SERVICES[name][0]))
+        target = _load(SERVICES[name][0])
+        if isinstance(target, type):
+            runner.add_service(target)
+        else:
+            processes.append(target)
     runner.start()
+    stoppers = [start(cfg) for start in processes]
     # what start-up allocated lives as long as the process: keep it out of the collector's scans,
     # whose pauses were the p99 tail of the listing benchmark (docs/performance.md)
     gc.freeze()
@@ -126,8 +137,17 @@ def run(cfg, names: list[str], demo: bool) -> int:
         # signal handlers run outside the hub and may not use eventlet primitives: stop in a green thread
         import eventlet
 
-        eventlet.spawn_n(runner.stop)
+        eventlet.spawn_n(stop_all)
 
+    def stop_all():
+        for stop in stoppers:
+            stop()
+        runner.stop()
+        stopped.send(True)
+
+    from eventlet.event import Event
+
+    stopped = Event()
     signal.signal(signal.SIGTERM, shutdown)
     log.info("running %s; metrics on :%s/metrics; Ctrl+C stops", ", ".join(names), cfg.metrics_port)
     if demo:
@@ -135,9 +155,9 @@ def run(cfg, names: list[str], demo: bool) -> int:
 
         demo_data.load(cfg)
     try:
-        runner.wait()
+        runner.wait() if runner.service_names else stopped.wait()
     except KeyboardInterrupt:
-        runner.stop()
+        stop_all()
     return 0
 
 
@@ -176,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("asyncapi", help="write docs/events.asyncapi.yaml from the event schemas")
     p.add_argument("--check", action="store_true", help="fail if the file is stale")
     sub.add_parser("config", help="list the environment variables and their defaults")
+    from helpdesk.erp_bridge import cli as erp_cli
+
+    erp_cli.add_parser(sub)
     p = sub.add_parser("tickets", help="list tickets through the running tickets service")
     p.add_argument("--state", action="append", help="filter by state (repeatable)")
     p.add_argument("--text", help="text in subject or description")
@@ -212,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         from helpdesk.common import asyncapi
 
         return asyncapi.main(["--check"] if args.check else [])
+    if args.command == "erp":
+        return erp_cli.main(cfg, args, migrate)
     if args.command == "config":
         for s in config.SETTINGS:
             print(f"{s.name}={s.default}\n    {s.help}")

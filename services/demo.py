@@ -59,6 +59,9 @@ def _walk(rpc, tree: dict, parent_id=None, ids=None) -> dict:
 def load(cfg, seed: int = 2026) -> int:
     """Create categories and a spread of requests in every state; returns how many tickets it made."""
     rnd = random.Random(seed)
+    from helpdesk.portal import demo as portal_demo  # sign-ins for these people (docs/portal.md)
+
+    portal_demo.load_accounts(cfg, [ADMIN, DISPATCHER, *SOLVERS, *REQUESTERS])
     with ClusterRpcProxy(cfg.nameko(), timeout=30) as rpc:
         if rpc.tickets.list_categories(include_inactive=True):
             log.info("demo data already loaded")

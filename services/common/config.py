@@ -42,6 +42,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HELPDESK_TICKET_NUMBER_PREFIX", "HD", "prefix of ticket numbers (HD-2026-000123)"),
     Setting("HELPDESK_AUTO_CLOSE_DAYS", "7", "days after which a resolved ticket closes by itself"),
     Setting("HELPDESK_RATING_CHANGE_DAYS", "14", "days during which a requester may change a rating"),
+    Setting("HELPDESK_SLA_SCHEDULER_SECONDS", "1", "how often the SLA scheduler looks for due warnings and breaches"),
+    Setting("HELPDESK_SLA_WARNING_SHARE", "0.8", "share of an SLA target at which a new policy warns"),
     Setting("HELPDESK_ATTACHMENT_MAX_BYTES", "10485760", "largest accepted attachment"),
     Setting("HELPDESK_ATTACHMENT_TYPES",
             "application/pdf,image/png,image/jpeg,image/gif,text/plain,text/csv,application/zip,"
@@ -49,6 +51,40 @@ SETTINGS: tuple[Setting, ...] = (
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,"
             "application/msword,application/vnd.ms-excel,message/rfc822",
             "allowed attachment content types, comma-separated"),
+    Setting("HELPDESK_PORTAL_PORT", "8000", "HTTP port of the portal (web pages, REST API, /healthz, /metrics)"),
+    Setting("HELPDESK_PORTAL_BASE_URL", "http://localhost:8000",
+            "the portal's public address, for links in e-mails; https:// makes session cookies Secure"),
+    Setting("HELPDESK_PORTAL_SECRET_KEY", "",
+            "signs session cookies and CSRF tokens; empty: generated once into <DATA_DIR>/portal-secret-key"),
+    Setting("HELPDESK_PORTAL_INVITE_HOURS", "72", "how long an invitation link is valid (a reset link: 2 hours)"),
+    Setting("HELPDESK_PORTAL_LOGIN_ATTEMPTS", "5",
+            "failed logins per account and per address within 15 minutes before login is refused"),
+    Setting("HELPDESK_ASSIGNMENT_OFFER_SECONDS", "1800",
+            "how long a broadcast offer stands before the rule's chain goes on (a rule may set its own)"),
+    Setting("HELPDESK_ASSIGNMENT_REROUTE", "true",
+            "re-route a solver's open tickets when they are deactivated or their absence begins"),
+    Setting("HELPDESK_ASSIGNMENT_NOTIFY_DISPATCHERS", "true", "e-mail the dispatchers when a ticket enters their queue"),
+    Setting("HELPDESK_ASSIGNMENT_MAIL_ATTEMPTS", "5", "tries of a notification e-mail before it is counted as failed"),
+    Setting("HELPDESK_ASSIGNMENT_MAIL_RETRY_SECONDS", "30",
+            "pause before the first retry of a failed e-mail (doubling each time)"),
+    Setting("HELPDESK_ERP_HELIOS_URL", "",
+            "the HELIOS Orange company database, e.g. mssql+pymssql://user:pass@host/Helios001; empty: the bridge idles"),
+    Setting("HELPDESK_ERP_HELIOS_TIMEZONE", "Europe/Prague", "time zone of HELIOS's datetime columns (server local time)"),
+    Setting("HELPDESK_ERP_POLL_SECONDS", "10", "how often the bridge polls HELIOS for changes and writes tickets into it"),
+    Setting("HELPDESK_ERP_OVERLAP_SECONDS", "300", "each poll re-reads this far behind its cursor (writers' clocks differ)"),
+    Setting("HELPDESK_ERP_BATCH_SIZE", "1000", "rows read from HELIOS and stored per batch"),
+    Setting("HELPDESK_ERP_RECONCILE_SECONDS", "3600", "how often deletions in HELIOS are found by comparing IDs"),
+    Setting("HELPDESK_ERP_RETRY_SECONDS", "5", "pause after a failed HELIOS call, doubling up to 5 minutes"),
+    Setting("HELPDESK_ERP_ACTIVITY_CATEGORY", "HD", "TabKontaktJednani.Kategorie of the activities tickets become"),
+    Setting("HELPDESK_ERP_ACTIVITY_TYPE", "", "TabKontaktJednani.Typ written on new activities"),
+    Setting("HELPDESK_ERP_ACTIVITY_STATES", "received=N,in_progress=R,waiting_on_customer=C,resolved=V,closed=U",
+            "TabKontaktJednani.Stav code of each ticket state"),
+    Setting("HELPDESK_ERP_GUARANTOR_COLUMN", "Zodpovida",
+            "contract guarantor: a TabZakazka column, or _EXT.<column> of TabZakazka_EXT (employee Cislo)"),
+    Setting("HELPDESK_ERP_EMPLOYEE_ACTIVE_COLUMN", "",
+            "employee active flag: a TabCisZam column or _EXT.<column>; empty: every employee is active"),
+    Setting("HELPDESK_ERP_NOTES", "text", "comments into HELIOS: text (appended to the activity's Popis) or none"),
+    Setting("HELPDESK_ERP_LOGIN", "helpdesk", "name written into Autor/Zmenil of rows the bridge writes"),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -85,8 +121,34 @@ class Config:
     ticket_number_prefix: str
     auto_close_days: int
     rating_change_days: int
+    sla_scheduler_seconds: float
+    sla_warning_share: float
     attachment_max_bytes: int
     attachment_types: frozenset
+    portal_port: int = 8000
+    portal_base_url: str = "http://localhost:8000"
+    portal_secret_key: str = ""
+    portal_invite_hours: int = 72
+    portal_login_attempts: int = 5
+    assignment_offer_seconds: int = 1800
+    assignment_reroute: bool = True
+    assignment_notify_dispatchers: bool = True
+    assignment_mail_attempts: int = 5
+    assignment_mail_retry_seconds: float = 30.0
+    erp_helios_url: str = ""
+    erp_helios_timezone: str = "Europe/Prague"
+    erp_poll_seconds: float = 10.0
+    erp_overlap_seconds: float = 300.0
+    erp_batch_size: int = 1000
+    erp_reconcile_seconds: float = 3600.0
+    erp_retry_seconds: float = 5.0
+    erp_activity_category: str = "HD"
+    erp_activity_type: str = ""
+    erp_activity_states: str = "received=N,in_progress=R,waiting_on_customer=C,resolved=V,closed=U"
+    erp_guarantor_column: str = "Zodpovida"
+    erp_employee_active_column: str = ""
+    erp_notes: str = "text"
+    erp_login: str = "helpdesk"
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -137,9 +199,35 @@ def load(env: dict | None = None) -> Config:
         ticket_number_prefix=_get("HELPDESK_TICKET_NUMBER_PREFIX", env),
         auto_close_days=int(_get("HELPDESK_AUTO_CLOSE_DAYS", env)),
         rating_change_days=int(_get("HELPDESK_RATING_CHANGE_DAYS", env)),
+        sla_scheduler_seconds=float(_get("HELPDESK_SLA_SCHEDULER_SECONDS", env)),
+        sla_warning_share=float(_get("HELPDESK_SLA_WARNING_SHARE", env)),
         attachment_max_bytes=int(_get("HELPDESK_ATTACHMENT_MAX_BYTES", env)),
         attachment_types=frozenset(
             t.strip() for t in _get("HELPDESK_ATTACHMENT_TYPES", env).split(",") if t.strip()),
+        portal_port=int(_get("HELPDESK_PORTAL_PORT", env)),
+        portal_base_url=_get("HELPDESK_PORTAL_BASE_URL", env).rstrip("/"),
+        portal_secret_key=_get("HELPDESK_PORTAL_SECRET_KEY", env),
+        portal_invite_hours=int(_get("HELPDESK_PORTAL_INVITE_HOURS", env)),
+        portal_login_attempts=int(_get("HELPDESK_PORTAL_LOGIN_ATTEMPTS", env)),
+        assignment_offer_seconds=int(_get("HELPDESK_ASSIGNMENT_OFFER_SECONDS", env)),
+        assignment_reroute=_bool(_get("HELPDESK_ASSIGNMENT_REROUTE", env)),
+        assignment_notify_dispatchers=_bool(_get("HELPDESK_ASSIGNMENT_NOTIFY_DISPATCHERS", env)),
+        assignment_mail_attempts=int(_get("HELPDESK_ASSIGNMENT_MAIL_ATTEMPTS", env)),
+        assignment_mail_retry_seconds=float(_get("HELPDESK_ASSIGNMENT_MAIL_RETRY_SECONDS", env)),
+        erp_helios_url=_get("HELPDESK_ERP_HELIOS_URL", env),
+        erp_helios_timezone=_get("HELPDESK_ERP_HELIOS_TIMEZONE", env),
+        erp_poll_seconds=float(_get("HELPDESK_ERP_POLL_SECONDS", env)),
+        erp_overlap_seconds=float(_get("HELPDESK_ERP_OVERLAP_SECONDS", env)),
+        erp_batch_size=int(_get("HELPDESK_ERP_BATCH_SIZE", env)),
+        erp_reconcile_seconds=float(_get("HELPDESK_ERP_RECONCILE_SECONDS", env)),
+        erp_retry_seconds=float(_get("HELPDESK_ERP_RETRY_SECONDS", env)),
+        erp_activity_category=_get("HELPDESK_ERP_ACTIVITY_CATEGORY", env),
+        erp_activity_type=_get("HELPDESK_ERP_ACTIVITY_TYPE", env),
+        erp_activity_states=_get("HELPDESK_ERP_ACTIVITY_STATES", env),
+        erp_guarantor_column=_get("HELPDESK_ERP_GUARANTOR_COLUMN", env),
+        erp_employee_active_column=_get("HELPDESK_ERP_EMPLOYEE_ACTIVE_COLUMN", env),
+        erp_notes=_get("HELPDESK_ERP_NOTES", env),
+        erp_login=_get("HELPDESK_ERP_LOGIN", env),
     )
 
 

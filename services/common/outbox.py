@@ -82,19 +82,30 @@ class OutboxWriter:
         self._on_commit = on_commit
 
     def add(self, session, event_type: str, aggregate_id, payload: dict) -> dict:
-        envelope = events.build(self.source, event_type, payload, current_correlation_id())
-        session.execute(self.outbox.insert().values(
-            event_id=envelope["event_id"], source=self.source, event_type=event_type,
-            aggregate_id=str(aggregate_id), body=json.dumps(envelope, ensure_ascii=False),
-            created_at=events.utcnow(), committed_ts=time.time(),
-        ))
+        return self.add_many(session, [(event_type, aggregate_id, payload)])[0]
+
+    def add_many(self, session, items) -> list[dict]:
+        """`add` for many (event_type, aggregate_id, payload) at once: one INSERT round trip (bulk imports)."""
+        envelopes, rows, now, ts = [], [], events.utcnow(), time.time()
+        for event_type, aggregate_id, payload in items:
+            envelope = events.build(self.source, event_type, payload, current_correlation_id())
+            envelopes.append(envelope)
+            rows.append({"event_id": envelope["event_id"], "source": self.source, "event_type": event_type,
+                         "aggregate_id": str(aggregate_id), "body": json.dumps(envelope, ensure_ascii=False),
+                         "created_at": now, "committed_ts": ts})
+        if not rows:
+            return envelopes
+        if len(rows) == 1:
+            session.execute(self.outbox.insert().values(**rows[0]))
+        else:
+            session.execute(self.outbox.insert(), rows)
         if self._on_commit is not None:
             from sqlalchemy import event as sa_event
 
             if not session.info.get("_outbox_hook"):
                 session.info["_outbox_hook"] = True
                 sa_event.listen(session, "after_commit", lambda _s: self._on_commit(), once=True)
-        return envelope
+        return envelopes
 
 
 class ConfirmingPublisher:

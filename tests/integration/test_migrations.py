@@ -6,11 +6,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from helpdesk.cli import STORES, SERVICES, _migrations_path
+from helpdesk.assignment.models import Base as AssignmentBase
 from helpdesk.common import db
 from helpdesk.portal.models import Base as PortalBase
+from helpdesk.sla.models import Base as SlaBase
 from helpdesk.tickets.models import Base as TicketsBase
 
 MODELS = {"tickets": TicketsBase.metadata, "portal": PortalBase.metadata}
+MODELS["assignment"] = AssignmentBase.metadata
+MODELS["sla"] = SlaBase.metadata
 SPECS = {**{name: spec for name, (_cls, spec) in SERVICES.items()}, **STORES}
 
 

@@ -391,3 +391,29 @@ def test_every_built_service_runs_in_compose(services):
             run.update(argv[1:])
     missing = set(cli.SERVICES) - run
     assert not missing, f"services without a compose entry: {missing}"
+
+
+def test_prometheus_and_grafana_get_their_configuration_from_deploy(services):
+    def bind_sources(service):
+        return {(ROOT / v.split(":")[0]).resolve(): v.split(":")[1] for v in service.get("volumes", [])
+                if isinstance(v, str) and v.startswith("./")}
+
+    prometheus = bind_sources(services["prometheus"])
+    assert prometheus.get((ROOT / "deploy" / "prometheus").resolve()) == "/etc/prometheus"
+    grafana = bind_sources(services["grafana"])
+    assert grafana.get((ROOT / "deploy" / "grafana" / "provisioning").resolve()) == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/helpdesk.yml").read_text())
+    assert grafana.get((ROOT / "deploy" / "grafana" / "dashboards").resolve()) == \
+        provider["providers"][0]["options"]["path"]
+    rabbit = bind_sources(services["rabbitmq"])
+    plugins = (ROOT / "deploy" / "rabbitmq" / "enabled_plugins").read_text()
+    assert rabbit.get((ROOT / "deploy" / "rabbitmq" / "enabled_plugins").resolve()) == "/etc/rabbitmq/enabled_plugins"
+    assert "rabbitmq_prometheus" in plugins
+
+
+def test_prometheus_resolves_every_helpdesk_service_by_its_compose_name(services):
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "helpdesk")
+    names = set(job["dns_sd_configs"][0]["names"])
+    running = {name for name, s in _helpdesk_services(services).items() if (_command(s) or [""])[0] == "run"}
+    assert names == running

@@ -1,0 +1,711 @@
+"""Use cases of the assignment service: one function per thing that can happen, each inside the caller's transaction.
+
+Each function takes the open session (and the outbox writer where it emits events),
+asks domain.py what to do, and writes the result. None of them talks to another
+service: what needs the tickets RPC (carrying a decision out, a claim) is recorded
+here and done by service.py after commit, so the decision path never waits on the bus.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from helpdesk.common import events
+from helpdesk.common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from helpdesk.common.vocabulary import DISPATCHER, SOLVER
+from helpdesk.assignment import domain, notices
+from helpdesk.assignment.models import (ContractRow, DecisionRow, EmployeeRow, Notification, OfferRow,
+                                        RoundRobinCursor, RuleRow, SolverLoad, SolverRow, TrackedTicket)
+
+ASSIGNING, ASSIGNED, OFFERED, QUEUED, UNASSIGNED, SUPERSEDED = (
+    "assigning", "assigned", "offered", "queued", "unassigned", "superseded")
+STAFF_ROLES = {SOLVER, DISPATCHER}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the use cases need from the process configuration."""
+    offer_seconds: int = 1800
+    reroute: bool = True
+    notify_dispatchers: bool = True
+    mail_attempts: int = 5
+    mail_retry_seconds: float = 30.0
+    language: str = "cs"
+
+
+def _json(value) -> str:
+    return json.dumps(sorted(value) if isinstance(value, (set, frozenset)) else list(value), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- conversions
+
+def rule_of(row: RuleRow) -> domain.Rule:
+    return domain.Rule(row.id, row.name, tuple(json.loads(row.chain)), row.category_id, row.organisation_id,
+                       row.contract, row.channel, row.priority, frozenset(json.loads(row.pool or "[]")), row.team,
+                       row.offer_seconds, row.is_default, row.active)
+
+
+def rule_out(row: RuleRow) -> dict:
+    return {"id": row.id, "name": row.name, "is_default": row.is_default, "active": row.active,
+            "category_id": row.category_id, "organisation_id": row.organisation_id, "contract": row.contract,
+            "channel": row.channel, "priority": row.priority, "chain": json.loads(row.chain),
+            "pool": json.loads(row.pool or "[]"), "team": row.team, "offer_seconds": row.offer_seconds}
+
+
+def _solver_of(row: SolverRow, employee_active: bool | None) -> domain.Solver:
+    return domain.Solver(row.id, row.name, row.email, frozenset(json.loads(row.roles)), row.active, employee_active,
+                         row.employee_id, row.team, frozenset(json.loads(row.skills or "[]")), row.capacity,
+                         row.absent_from, row.absent_to)
+
+
+# rules and roster change rarely and are read by every decision: kept per process and database, keyed
+# by a fingerprint of their tables that every change moves (count and newest updated_at/changed_at)
+_CACHE: dict = {}
+
+
+def _fingerprint(session: Session) -> tuple:
+    return tuple(session.execute(select(
+        select(func.count(SolverRow.id)).scalar_subquery(), select(func.max(SolverRow.updated_at)).scalar_subquery(),
+        select(func.count(EmployeeRow.helios_id)).scalar_subquery(),
+        select(func.max(EmployeeRow.changed_at)).scalar_subquery(),
+        select(func.count(RuleRow.id)).scalar_subquery(), select(func.max(RuleRow.updated_at)).scalar_subquery(),
+    )).one())
+
+
+def _cached(session: Session) -> dict:
+    """{'rules': [...], 'roster': {id: Solver}} as of this transaction's fingerprint (asked once per session)."""
+    if "assignment_cache" in session.info:
+        return session.info["assignment_cache"]
+    fingerprint = _fingerprint(session)
+    key = str(session.get_bind().url)
+    cached = _CACHE.get(key)
+    if cached is None or cached[0] != fingerprint:
+        rows = session.execute(select(SolverRow, EmployeeRow.active)
+                               .outerjoin(EmployeeRow, EmployeeRow.helios_id == SolverRow.employee_id)).all()
+        cached = _CACHE[key] = (fingerprint, {
+            "roster": {row.id: _solver_of(row, active) for row, active in rows},
+            "rules": [rule_of(r) for r in session.scalars(select(RuleRow)).all()]})
+    session.info["assignment_cache"] = cached[1]
+    return cached[1]
+
+
+def cached_rules(session: Session) -> list[domain.Rule]:
+    return _cached(session)["rules"]
+
+
+def _static_roster(session: Session) -> dict:
+    return _cached(session)["roster"]
+
+
+def loads(session: Session) -> dict:
+    """Open tickets per solver id, from the maintained counters (one row per solver, whatever the tickets)."""
+    return dict(session.execute(select(SolverLoad.solver_id, SolverLoad.open_tickets)).all())
+
+
+def roster(session: Session, ids=None) -> list[domain.Solver]:
+    """The roster with each solver's maintained load and last assignment (for reading; decisions use `loads`)."""
+    static = _static_roster(session)
+    if ids is not None:
+        static = {i: static[i] for i in ids if i in static}
+    q = select(SolverLoad.solver_id, SolverLoad.open_tickets, SolverLoad.last_assigned_at)
+    if ids is not None:
+        q = q.where(SolverLoad.solver_id.in_(list(ids)))
+    found = {r[0]: r for r in session.execute(q).all()}
+    return [s.with_load(found[i][1], found[i][2]) if i in found else s for i, s in static.items()]
+
+
+def solver_out(s: domain.Solver, now: dt.datetime) -> dict:
+    return {"id": s.id, "name": s.name, "email": s.email, "roles": sorted(s.roles), "active": s.is_active(),
+            "account_active": s.active, "employee_id": s.employee_id, "employee_active": s.employee_active,
+            "team": s.team, "skills": sorted(s.skills), "capacity": s.capacity,
+            "absent_from": s.absent_from, "absent_to": s.absent_to, "absent_now": s.is_absent(now),
+            "open_tickets": s.open_tickets}
+
+
+def facts_of(row: TrackedTicket) -> domain.TicketFacts:
+    return domain.TicketFacts(row.ticket_id, row.number, row.subject, tuple(json.loads(row.category_path)),
+                              row.organisation_id, row.contract, row.channel, row.priority)
+
+
+# ---------------------------------------------------------------- counters
+
+def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None) -> None:
+    """Move counters by `deltas`; `stamp` (solver_id, time) also records when that solver last got a ticket."""
+    stamps = dict([stamp]) if stamp else {}
+    for solver_id in sorted(set(deltas) | set(stamps)):  # sorted: replicas lock counter rows in one order
+        values = {"open_tickets": SolverLoad.open_tickets + deltas.get(solver_id, 0)}
+        if solver_id in stamps:
+            values["last_assigned_at"] = stamps[solver_id]
+        done = session.execute(update(SolverLoad).where(SolverLoad.solver_id == solver_id).values(**values)).rowcount
+        if not done:
+            session.add(SolverLoad(solver_id=solver_id, open_tickets=deltas.get(solver_id, 0),
+                                   last_assigned_at=stamps.get(solver_id)))
+            session.flush()
+
+
+def track(session: Session, snap: dict) -> TrackedTicket | None:
+    """Apply a ticket snapshot from any ticket event; returns the row, or None for an out-of-date snapshot.
+
+    Events of one ticket travel on separate queues and may arrive out of order: only a newer
+    version than the one applied moves the row and the counters."""
+    solver_id = (snap.get("solver") or {}).get("id")
+    row = session.get(TrackedTicket, snap["id"], with_for_update=True)
+    if row is None:
+        row = TrackedTicket(ticket_id=snap["id"], number=snap["number"], subject=snap["subject"][:200],
+                            version=snap["version"], state=snap["state"], solver_id=solver_id,
+                            category_path=_json(snap.get("category_path") or []),
+                            organisation_id=snap.get("organisation_id"), contract=snap.get("contract"),
+                            channel=snap["channel"], priority=snap["priority"])
+        session.add(row)
+        _apply_load(session, domain.load_change(None, False, solver_id, domain.is_open(snap["state"])))
+        return row
+    if snap["version"] <= row.version:
+        return None
+    _apply_load(session, domain.load_change(row.solver_id, domain.is_open(row.state), solver_id,
+                                            domain.is_open(snap["state"])))
+    row.version, row.state, row.solver_id = snap["version"], snap["state"], solver_id
+    row.number, row.subject = snap["number"], snap["subject"][:200]
+    row.category_path = _json(snap.get("category_path") or [])
+    row.organisation_id, row.contract = snap.get("organisation_id"), snap.get("contract")
+    row.channel, row.priority = snap["channel"], snap["priority"]
+    return row
+
+
+def _move_expected_solver(session: Session, row: TrackedTicket, solver_id: str | None,
+                          now: dt.datetime | None = None) -> None:
+    """Count a decided assignment at once (a burst must not all go to the same 'least loaded' solver);
+    the ticket_assigned event that follows carries the same solver and moves nothing."""
+    _apply_load(session, domain.load_change(row.solver_id, domain.is_open(row.state), solver_id,
+                                            domain.is_open(row.state)),
+                stamp=(solver_id, now) if solver_id and now else None)
+    row.solver_id = solver_id
+
+
+# ---------------------------------------------------------------- deciding
+
+def take_turn(session: Session, rule_name: str) -> int:
+    """The rule's next round-robin turn (UPDATE … RETURNING on its counter row), in the caller's transaction."""
+    table = RoundRobinCursor.__table__
+    turn = session.execute(update(table).where(table.c.rule == rule_name).values(turn=table.c.turn + 1)
+                           .returning(table.c.turn)).scalar()
+    if turn is None:  # the rule's first turn; a replica inserting at the same moment makes one of them retry
+        session.execute(table.insert().values(rule=rule_name, turn=1))
+        return 0
+    return turn - 1
+
+
+def turn_ahead(session: Session, snap: dict) -> tuple[str, int] | None:
+    """Take a new ticket's round-robin turn in a short transaction of its own, before the decision's.
+
+    The counter's row lock then lives for microseconds instead of a whole decision, so replicas
+    never queue behind each other; on PostgreSQL it commits without waiting for the disk (a turn
+    lost in a crash costs nothing). A redelivered event wastes a turn, which shifts nothing."""
+    rule = domain.match_rule(cached_rules(session), _facts_of_snapshot(snap))
+    if domain.ROUND_ROBIN not in rule.chain:
+        return None
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+    return rule.name, take_turn(session, rule.name)
+
+
+def _facts_of_snapshot(snap: dict) -> domain.TicketFacts:
+    return domain.TicketFacts(snap["id"], snap["number"], snap["subject"], tuple(snap.get("category_path") or ()),
+                              snap.get("organisation_id"), snap.get("contract"), snap["channel"], snap["priority"])
+
+
+@dataclass(frozen=True)
+class Owed:
+    """The tickets.assign call a decision owes: `solver` None unassigns; `expect_*` guard against overwriting."""
+    ticket_id: int
+    solver: dict | None
+    note: str
+    expect_version: int | None
+    expect_solver_id: str | None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What one routing did: the decision, and the tickets RPC it owes after commit (if any)."""
+    ticket_id: int
+    decision: domain.Decision
+    owed: Owed | None
+
+
+def _notify(session: Session, to: str | None, subject: str, body: str, now: dt.datetime) -> None:
+    if to:
+        session.add(Notification(to_addr=to, subject=subject[:255], body=body, attempts=0, next_attempt_at=now,
+                                 failed=False, created_at=now))
+
+
+def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, now: dt.datetime, *,
+          start: int = 0, rule_name: str | None = None, exclude=frozenset(), expect_solver: str | None = None,
+          expect_version: int | None = None, new: bool = False, turn_hint: tuple | None = None) -> Routed:
+    """Decide for one ticket (from `start` of the chain of `rule_name`, else of the matching rule) and record it."""
+    facts = facts_of(tracked)
+    rules = cached_rules(session)
+    rule = next((r for r in rules if r.name == rule_name and r.active), None) if rule_name else None
+    if rule is None:
+        rule, start = domain.match_rule(rules, facts), 0
+    if turn_hint is not None and turn_hint[0] == rule.name and start == 0:
+        turn = turn_hint[1]
+    else:
+        turn = take_turn(session, rule.name) if domain.ROUND_ROBIN in rule.chain[start:] else 0
+    solvers = list(_static_roster(session).values())
+    counts = loads(session)
+    contract = None
+    if facts.contract:
+        c = session.get(ContractRow, facts.contract)
+        if c is not None:
+            contract = domain.ContractFacts(c.number, c.closed, c.guarantor_employee_id, c.valid_to)
+    decision = domain.decide(facts, rule, solvers, now, contract=contract, turn=turn, start=start, exclude=exclude,
+                             loads=counts)
+
+    final = {domain.ASSIGN: ASSIGNED, domain.OFFER: OFFERED, domain.QUEUE: QUEUED, domain.NONE: UNASSIGNED}[
+        decision.action]
+    target = decision.solver
+    # the tickets RPC is owed when a solver is chosen, or when re-routing takes the ticket from its solver
+    rpc_owed = target is not None or expect_solver is not None
+    row = None if new else session.get(DecisionRow, tracked.ticket_id)
+    if row is None:
+        row = DecisionRow(ticket_id=tracked.ticket_id, created_at=now, attempts=0)
+        session.add(row)
+    row.number, row.rule, row.step, row.mode = tracked.number, rule.name, decision.step, decision.mode
+    row.status, row.next_status = (ASSIGNING, final) if rpc_owed else (final, None)
+    row.solver_id, row.solver_name, row.solver_email = (target.id, target.name, target.email) if target else (
+        None, None, None)
+    row.expect_solver_id, row.expect_version = expect_solver, expect_version
+    row.note, row.updated_at, row.attempts = decision.note, now, 0
+    # (a second decision for the ticket fails on the primary key when this transaction flushes)
+
+    ticket_label = f"{tracked.number} {tracked.subject}"
+    if target is not None:
+        _move_expected_solver(session, tracked, target.id, now)
+        _notify(session, target.email, *notices.assigned(settings.language, ticket_label, decision.note), now)
+    elif expect_solver is not None:
+        _move_expected_solver(session, tracked, None)
+    if decision.action == domain.OFFER:
+        seconds = rule.offer_seconds or settings.offer_seconds
+        expires = now + dt.timedelta(seconds=seconds)
+        offer = session.get(OfferRow, tracked.ticket_id)
+        if offer is None:
+            offer = OfferRow(ticket_id=tracked.ticket_id, created_at=now)
+            session.add(offer)
+        offer.number, offer.rule, offer.step = tracked.number, rule.name, decision.step
+        offer.offered_to, offer.state, offer.claimed_by, offer.expires_at = (
+            _json([s.id for s in decision.offered]), "open", None, expires)
+        outbox.add(session, "ticket_offered", tracked.ticket_id, {
+            "ticket_id": tracked.ticket_id, "number": tracked.number, "subject": tracked.subject,
+            "priority": tracked.priority, "category_id": (facts.category_path or (None,))[-1],
+            "offered_to": [s.person for s in decision.offered], "rule": rule.name, "expires_at": expires})
+        for s in decision.offered:
+            _notify(session, s.email, *notices.offered(settings.language, ticket_label, rule.name, expires), now)
+    if decision.action == domain.QUEUE and settings.notify_dispatchers:
+        for s in domain.dispatchers(solvers):
+            _notify(session, s.email, *notices.queued(settings.language, ticket_label, decision.note), now)
+    return Routed(tracked.ticket_id, decision, _owed_of(row) if rpc_owed else None)
+
+
+def ticket_created(session: Session, outbox, snap: dict, settings: Settings, now: dt.datetime,
+                   turn_hint: tuple | None = None) -> Routed | None:
+    """A new ticket: track it and decide who works it, once (the decision's primary key guards redelivery)."""
+    tracked = track(session, snap)
+    if tracked is None or session.get(DecisionRow, snap["id"]) is not None:
+        return None
+    if snap.get("solver") or not domain.is_open(snap["state"]):
+        return None  # created already assigned (e.g. a phone ticket a solver took himself)
+    return route(session, outbox, tracked, settings, now, expect_version=snap["version"], new=True,
+                 turn_hint=turn_hint)
+
+
+def ticket_changed(session: Session, snap: dict) -> None:
+    """Any later ticket event: keep counters exact; a ticket that got a solver or ended closes its offer."""
+    track(session, snap)
+    solver = snap.get("solver")
+    if solver or not domain.is_open(snap["state"]):
+        offer = session.get(OfferRow, snap["id"], with_for_update=True)
+        if offer is not None and offer.state == "open":
+            offer.state = "claimed" if solver else "closed"
+            offer.claimed_by = solver and solver["id"]
+        decision = session.get(DecisionRow, snap["id"], with_for_update=True)
+        if decision is not None and decision.status in (OFFERED, QUEUED, UNASSIGNED):
+            decision.status = ASSIGNED if solver else SUPERSEDED
+            if solver:
+                decision.solver_id, decision.solver_name, decision.solver_email = (
+                    solver["id"], solver["name"], solver.get("email"))
+
+
+# ---------------------------------------------------------------- carrying a decision out
+
+def _owed_of(row: DecisionRow) -> Owed:
+    solver = {"id": row.solver_id, "name": row.solver_name, "email": row.solver_email} if row.solver_id else None
+    return Owed(row.ticket_id, solver, row.note, row.expect_version, row.expect_solver_id, row.attempts)
+
+
+def take_stale_owed(session: Session, ticket_id: int, now: dt.datetime, stale_after: float) -> Owed | None:
+    """Take an owed tickets RPC nobody has tried for `stale_after` seconds (None if another worker just did)."""
+    q = (update(DecisionRow).where(DecisionRow.ticket_id == ticket_id).where(DecisionRow.status == ASSIGNING)
+         .where(DecisionRow.updated_at < now - dt.timedelta(seconds=stale_after)))
+    if not session.execute(q.values(updated_at=now, attempts=DecisionRow.attempts + 1)).rowcount:
+        return None
+    return _owed_of(session.get(DecisionRow, ticket_id))
+
+
+def stale_owed(session: Session, now: dt.datetime, stale_after: float, limit: int = 100) -> list[int]:
+    return list(session.scalars(select(DecisionRow.ticket_id).where(DecisionRow.status == ASSIGNING)
+                                .where(DecisionRow.updated_at < now - dt.timedelta(seconds=stale_after))
+                                .order_by(DecisionRow.updated_at).limit(limit)).all())
+
+
+def carried_out(session: Session, ticket_id: int, ticket: dict | None, done: bool) -> None:
+    """Record the end of an owed RPC: done, or superseded by someone else's change (then resync the counters)."""
+    if done:  # the common case in one statement
+        session.execute(update(DecisionRow).where(DecisionRow.ticket_id == ticket_id)
+                        .where(DecisionRow.status == ASSIGNING).values(status=DecisionRow.next_status))
+        return None
+    row = session.get(DecisionRow, ticket_id, with_for_update=True)
+    if row is None or row.status != ASSIGNING:
+        return None
+    row.status = SUPERSEDED
+    offer = session.get(OfferRow, ticket_id)
+    if offer is not None and offer.state == "open":
+        offer.state = "closed"
+    tracked = session.get(TrackedTicket, ticket_id, with_for_update=True)
+    if tracked is not None and ticket is not None:
+        _apply_load(session, domain.load_change(tracked.solver_id, domain.is_open(tracked.state),
+                                                (ticket.get("solver") or {}).get("id"),
+                                                domain.is_open(ticket["state"])))
+        tracked.solver_id = (ticket.get("solver") or {}).get("id")
+        tracked.state, tracked.version = ticket["state"], max(tracked.version, ticket["version"])
+
+
+# ---------------------------------------------------------------- offers
+
+def claim(session: Session, actor, ticket_id: int, now: dt.datetime) -> OfferRow:
+    """The first claim flips the offer from open in one conditional UPDATE; later ones learn who has it."""
+    offer = session.get(OfferRow, ticket_id)
+    if offer is None:
+        raise NotFound(f"ticket {ticket_id} has no offer", {"ticket_id": ticket_id})
+    if actor.id not in json.loads(offer.offered_to):
+        raise Forbidden(f"ticket {offer.number} was not offered to you", {"ticket_id": ticket_id})
+    won = session.execute(update(OfferRow).where(OfferRow.ticket_id == ticket_id).where(OfferRow.state == "open")
+                          .where(OfferRow.expires_at > now)
+                          .values(state="claimed", claimed_by=actor.id)).rowcount
+    if not won:
+        session.refresh(offer)
+        if offer.state in ("claimed", "closed"):
+            holder = session.get(SolverRow, offer.claimed_by) if offer.claimed_by else None
+            raise Conflict(f"ticket {offer.number} is already taken" + (f" by {holder.name}" if holder else ""),
+                           {"ticket_id": ticket_id, "solver_id": offer.claimed_by})
+        raise Conflict(f"the offer of ticket {offer.number} expired; it went on to the next step of rule "
+                       f"'{offer.rule}'", {"ticket_id": ticket_id})
+    _apply_load(session, {}, stamp=(actor.id, now))
+    return offer
+
+
+def claim_settled(session: Session, ticket_id: int, solver_id: str, won: bool) -> None:
+    """After the tickets claim: record the winner, or give the offer back if the claim never got through."""
+    offer = session.get(OfferRow, ticket_id, with_for_update=True)
+    if offer is None or offer.claimed_by != solver_id:
+        return
+    decision = session.get(DecisionRow, ticket_id, with_for_update=True)
+    if won:
+        if decision is not None and decision.status in (OFFERED, QUEUED, UNASSIGNED):
+            decision.status, decision.solver_id = ASSIGNED, solver_id
+    else:
+        offer.state, offer.claimed_by = "open", None
+
+
+def offer_taken_elsewhere(session: Session, ticket_id: int) -> None:
+    offer = session.get(OfferRow, ticket_id, with_for_update=True)
+    if offer is not None:
+        offer.state = "closed"
+
+
+def due_offers(session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
+    return list(session.scalars(select(OfferRow.ticket_id).where(OfferRow.state == "open")
+                                .where(OfferRow.expires_at <= now).order_by(OfferRow.expires_at).limit(limit)).all())
+
+
+def expire_offer(session: Session, outbox, ticket_id: int, settings: Settings, now: dt.datetime) -> Routed | None:
+    """An offer nobody claimed in time: the rule's chain goes on from the next step (one replica wins the UPDATE)."""
+    if not session.execute(update(OfferRow).where(OfferRow.ticket_id == ticket_id).where(OfferRow.state == "open")
+                           .where(OfferRow.expires_at <= now).values(state="expired")).rowcount:
+        return None
+    offer = session.get(OfferRow, ticket_id)
+    tracked = session.get(TrackedTicket, ticket_id, with_for_update=True)
+    if tracked is None or tracked.solver_id is not None or not domain.is_open(tracked.state):
+        return None
+    routed = route(session, outbox, tracked, settings, now, start=offer.step + 1, rule_name=offer.rule,
+                   expect_version=None)
+    outbox.add(session, "offer_expired", ticket_id, {"ticket_id": ticket_id, "number": offer.number,
+                                                      "rule": offer.rule, "next_step": routed.decision.mode})
+    return routed
+
+
+def open_offers(session: Session, solver_id: str) -> list[dict]:
+    rows = session.scalars(select(OfferRow).where(OfferRow.state == "open").order_by(OfferRow.created_at)).all()
+    return [{"ticket_id": o.ticket_id, "number": o.number, "rule": o.rule, "expires_at": o.expires_at}
+            for o in rows if solver_id in json.loads(o.offered_to)]
+
+
+def queue(session: Session, limit: int = 200) -> list[dict]:
+    """The dispatchers' queue: tickets whose chain ended at 'dispatcher' (or ran out), oldest first."""
+    rows = session.execute(select(DecisionRow, TrackedTicket).join(TrackedTicket,
+                                                                   TrackedTicket.ticket_id == DecisionRow.ticket_id)
+                           .where(DecisionRow.status.in_((QUEUED, UNASSIGNED)))
+                           .where(TrackedTicket.solver_id.is_(None))
+                           .order_by(DecisionRow.updated_at).limit(limit)).all()
+    return [{"ticket_id": d.ticket_id, "number": d.number, "subject": t.subject, "priority": t.priority,
+             "rule": d.rule, "note": d.note, "since": d.updated_at} for d, t in rows]
+
+
+def requeue(session: Session, ticket_id: int, note: str, now: dt.datetime) -> None:
+    """A dispatcher took the solver away: the ticket waits in the dispatchers' queue again."""
+    row = session.get(DecisionRow, ticket_id, with_for_update=True)
+    tracked = session.get(TrackedTicket, ticket_id)
+    if row is None:
+        if tracked is None:
+            return
+        row = DecisionRow(ticket_id=ticket_id, number=tracked.number, rule="", step=0, created_at=now, attempts=0)
+        session.add(row)
+    row.status, row.mode, row.next_status, row.note, row.updated_at = QUEUED, domain.DISPATCH, None, note, now
+    row.solver_id = row.solver_name = row.solver_email = None
+
+
+# ---------------------------------------------------------------- re-routing
+
+def reroute_solver(session: Session, outbox, solver_id: str, settings: Settings, now: dt.datetime,
+                   limit: int = 500) -> list[Routed]:
+    """Route a solver's open tickets again by the same rules, without them."""
+    session.execute(update(SolverRow).where(SolverRow.id == solver_id).values(rerouted_at=now))
+    rows = session.scalars(select(TrackedTicket).where(TrackedTicket.solver_id == solver_id)
+                           .where(TrackedTicket.state.not_in(domain.OPEN_STATES_EXCLUDED))
+                           .order_by(TrackedTicket.ticket_id).limit(limit).with_for_update()).all()
+    return [route(session, outbox, row, settings, now, exclude={solver_id}, expect_solver=solver_id)
+            for row in rows]
+
+
+def newly_absent(session: Session, now: dt.datetime) -> list[str]:
+    """Solvers whose absence has begun since their tickets were last re-routed."""
+    rows = session.scalars(select(SolverRow).where(SolverRow.absent_from.is_not(None))
+                           .where(SolverRow.absent_from <= now)).all()
+    return [r.id for r in rows
+            if (r.absent_to is None or r.absent_to > now) and (r.rerouted_at is None or r.rerouted_at < r.absent_from)]
+
+
+# ---------------------------------------------------------------- staff, employees, contracts
+
+def _link_employee(session: Session, solver: SolverRow) -> None:
+    """HELIOS employees are linked to portal accounts by login (= account id) or e-mail, case-insensitively."""
+    emps = session.scalars(select(EmployeeRow)).all() if solver.employee_id is None else []
+    for emp in emps:
+        if (emp.login and emp.login.casefold() == solver.id.casefold()) or (
+                emp.email and solver.email and emp.email.casefold() == solver.email.casefold()):
+            solver.employee_id = emp.helios_id
+            return
+
+
+def account_changed(session: Session, payload: dict, now: dt.datetime) -> bool:
+    """Upsert a staff account into the roster; True when the solver just stopped being able to work tickets."""
+    row = session.get(SolverRow, payload["account_id"], with_for_update=True)
+    staff = bool(STAFF_ROLES & set(payload["roles"]))
+    if row is None:
+        if not staff:
+            return False
+        row = SolverRow(id=payload["account_id"], skills="[]", updated_at=now, active=True, roles="[]")
+        session.add(row)
+    was_working = row.active and SOLVER in json.loads(row.roles)
+    row.name, row.email = payload["name"], payload["email"]
+    row.roles = _json(STAFF_ROLES & set(payload["roles"]))
+    row.active = bool(payload["active"]) and staff
+    row.updated_at = now
+    _link_employee(session, row)
+    return was_working and not (row.active and SOLVER in json.loads(row.roles))
+
+
+def employee_synced(session: Session, payload: dict) -> list[str]:
+    """Upsert a HELIOS employee (ignoring an older state) and link it; returns solvers who just became inactive."""
+    emp = session.get(EmployeeRow, payload["helios_id"], with_for_update=True)
+    if emp is not None and emp.changed_at > payload["changed_at"]:
+        return []
+    was_active = emp.active if emp is not None else True
+    if emp is None:
+        emp = EmployeeRow(helios_id=payload["helios_id"])
+        session.add(emp)
+    emp.number = payload["number"]
+    emp.name = f"{payload['first_name']} {payload['last_name']}".strip()
+    emp.email, emp.login, emp.active, emp.changed_at = (payload.get("email"), payload.get("login"),
+                                                        payload["active"], payload["changed_at"])
+    session.flush()
+    keys = [k.casefold() for k in (payload.get("login"), payload.get("email")) if k]
+    for solver in session.scalars(select(SolverRow).where(SolverRow.employee_id.is_(None))).all():
+        if solver.id.casefold() in keys or (solver.email and solver.email.casefold() in keys):
+            solver.employee_id = emp.helios_id
+            solver.updated_at = events.utcnow()
+    if was_active and not emp.active:
+        return list(session.scalars(select(SolverRow.id).where(SolverRow.employee_id == emp.helios_id)).all())
+    return []
+
+
+def employee_deleted(session: Session, payload: dict) -> None:
+    """A HELIOS employee is gone: unlink it (the solver keeps working by their portal account)."""
+    emp = session.get(EmployeeRow, payload["helios_id"])
+    if emp is not None:
+        session.execute(update(SolverRow).where(SolverRow.employee_id == emp.helios_id)
+                        .values(employee_id=None, updated_at=events.utcnow()))
+        session.delete(emp)
+
+
+def contract_synced(session: Session, payload: dict) -> None:
+    row = session.get(ContractRow, payload["number"], with_for_update=True)
+    if row is not None and row.changed_at > payload["changed_at"]:
+        return
+    if row is None:
+        old = session.scalars(select(ContractRow).where(ContractRow.helios_id == payload["helios_id"])).first()
+        if old is not None:  # renumbered in HELIOS
+            session.delete(old)
+            session.flush()
+        row = ContractRow(number=payload["number"])
+        session.add(row)
+    row.helios_id, row.name, row.closed = payload["helios_id"], payload["name"], payload["closed"]
+    row.guarantor_employee_id, row.valid_to = payload.get("guarantor_employee_id"), payload.get("valid_to")
+    row.changed_at = payload["changed_at"]
+
+
+def contract_deleted(session: Session, payload: dict) -> None:
+    row = session.get(ContractRow, payload["number"])
+    if row is not None:
+        session.delete(row)
+
+
+# ---------------------------------------------------------------- rules and roster management
+
+def list_rules(session: Session) -> list[dict]:
+    return [rule_out(r) for r in session.scalars(select(RuleRow).order_by(RuleRow.is_default.desc(), RuleRow.id))]
+
+
+def _rule_from_input(rule_id, data: dict, is_default: bool) -> domain.Rule:
+    return domain.Rule(rule_id, data["name"], tuple(data["chain"]), data.get("category_id"),
+                       data.get("organisation_id"), data.get("contract"), data.get("channel"), data.get("priority"),
+                       frozenset(data.get("pool") or ()), data.get("team"), data.get("offer_seconds"), is_default,
+                       data.get("active", True))
+
+
+def save_rule(session: Session, rule_id: int | None, data: dict, categories: dict, now: dt.datetime) -> dict:
+    """Create (rule_id None) or replace a rule after validating it against the others, categories and roster."""
+    row = None
+    if rule_id is not None:
+        row = session.get(RuleRow, rule_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"rule {rule_id} not found", {"rule_id": rule_id})
+    rule = _rule_from_input(rule_id, data, row.is_default if row else False)
+    if row is not None and row.is_default and not rule.active:
+        why = "the default rule cannot be deactivated"
+        raise ValidationFailed(why, {"active": [why]})
+    others = [rule_of(r) for r in session.scalars(select(RuleRow).where(RuleRow.id != (rule_id or -1)))]
+    solvers = {s.id: s for s in roster(session)}
+    errors = domain.validate_rule(rule, others, categories, solvers)
+    if errors:
+        raise ValidationFailed(f"rule '{rule.name}' is not valid: " + "; ".join(
+            m for ms in errors.values() for m in ms), errors)
+    if row is None:
+        row = RuleRow(is_default=False)
+        session.add(row)
+    old_name = row.name
+    row.name, row.active, row.category_id = rule.name, rule.active, rule.category_id
+    row.organisation_id, row.contract, row.channel, row.priority = (rule.organisation_id, rule.contract,
+                                                                    rule.channel, rule.priority)
+    row.chain, row.pool, row.team, row.offer_seconds = (_json(rule.chain), _json(rule.pool), rule.team,
+                                                        rule.offer_seconds)
+    row.updated_at = now
+    if old_name and old_name != rule.name:
+        session.execute(update(RoundRobinCursor).where(RoundRobinCursor.rule == old_name).values(rule=rule.name))
+    session.flush()
+    return rule_out(row)
+
+
+def delete_rule(session: Session, rule_id: int) -> None:
+    row = session.get(RuleRow, rule_id)
+    if row is None:
+        raise NotFound(f"rule {rule_id} not found", {"rule_id": rule_id})
+    if row.is_default:
+        why = "the default rule cannot be deleted; change its chain instead"
+        raise ValidationFailed(why, {"rule_id": [why]})
+    session.delete(row)
+
+
+def list_roster(session: Session, now: dt.datetime) -> list[dict]:
+    return [solver_out(s, now) for s in sorted(roster(session), key=lambda s: s.id)]
+
+
+def update_solver(session: Session, solver_id: str, data: dict, categories: dict, now: dt.datetime) -> dict:
+    """Change a solver's routing settings (team, skills, capacity, absence) after validating them."""
+    row = session.get(SolverRow, solver_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"solver '{solver_id}' is not in the roster (staff come from portal accounts)",
+                       {"solver_id": solver_id})
+    current = roster(session, [solver_id])[0]
+    changed = domain.Solver(**{**current.__dict__, **{
+        k: (frozenset(v) if k == "skills" else v) for k, v in data.items()}})
+    rules = [rule_of(r) for r in session.scalars(select(RuleRow))]
+    errors = domain.validate_solver(changed, categories, rules)
+    if errors:
+        raise ValidationFailed(f"roster entry of {row.name} is not valid: " + "; ".join(
+            m for ms in errors.values() for m in ms), errors)
+    for key, value in data.items():
+        setattr(row, key, _json(value) if key == "skills" else value)
+    row.updated_at = now
+    session.flush()
+    session.info.pop("assignment_cache", None)  # read the changed roster again
+    return solver_out(roster(session, [solver_id])[0], now)
+
+
+def solver(session: Session, solver_id: str) -> domain.Solver:
+    found = roster(session, [solver_id])
+    if not found:
+        raise NotFound(f"solver '{solver_id}' is not in the roster", {"solver_id": solver_id})
+    return found[0]
+
+
+# ---------------------------------------------------------------- e-mail
+
+def take_due_mail(session: Session, now: dt.datetime, lease_seconds: float = 60, limit: int = 50) -> list[Notification]:
+    """Lease due notifications (pushing their next attempt out) in one UPDATE, so replicas don't send one twice."""
+    ids = list(session.scalars(select(Notification.id).where(Notification.sent_at.is_(None))
+                               .where(Notification.failed.is_(False)).where(Notification.next_attempt_at <= now)
+                               .order_by(Notification.next_attempt_at).limit(limit)).all())
+    if not ids:
+        return []
+    taken = session.scalars(update(Notification).where(Notification.id.in_(ids))
+                            .where(Notification.next_attempt_at <= now).where(Notification.sent_at.is_(None))
+                            .values(next_attempt_at=now + dt.timedelta(seconds=lease_seconds))
+                            .returning(Notification.id)).all()
+    return list(session.scalars(select(Notification).where(Notification.id.in_(taken))).all())
+
+
+def mail_results(session: Session, results: list, settings: Settings, now: dt.datetime) -> dict:
+    """Record a batch of sending attempts [(id, error or None)]; returns how many were sent, retried, failed."""
+    counts = {"sent": 0, "retry": 0, "failed": 0}
+    sent = [i for i, error in results if error is None]
+    if sent:
+        session.execute(update(Notification).where(Notification.id.in_(sent))
+                        .values(sent_at=now, attempts=Notification.attempts + 1))
+        counts["sent"] = len(sent)
+    for notification_id, error in results:
+        if error is None:
+            continue
+        row = session.get(Notification, notification_id)
+        row.attempts += 1
+        row.last_error = error[:1000]
+        if row.attempts >= settings.mail_attempts:
+            row.failed = True
+            counts["failed"] += 1
+        else:
+            row.next_attempt_at = now + dt.timedelta(seconds=settings.mail_retry_seconds * 2 ** (row.attempts - 1))
+            counts["retry"] += 1
+    return counts

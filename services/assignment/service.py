@@ -1,0 +1,383 @@
+"""The assignment nameko service: ticket and staff events in, routing decisions out through the tickets RPC.
+
+A decision commits in this service's database first (one per ticket, on its primary key),
+then the tickets RPC carries it out; if that call fails, a timer retries it, so neither a
+redelivered event nor a second replica assigns twice, and nothing is lost when the
+tickets service is away. E-mails are rows sent after commit and retried the same way.
+"""
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import eventlet
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+from sqlalchemy.exc import IntegrityError
+
+from helpdesk.assignment import handlers, metrics, schemas
+from helpdesk.assignment.models import Base
+from helpdesk.common.config import from_container
+from helpdesk.common.contracts.shared import Actor as ActorSchema
+from helpdesk.common.db import DatabaseProvider
+from helpdesk.common.errors import EXPECTED, Conflict, Forbidden, NotFound, ValidationFailed
+from helpdesk.common import events
+from helpdesk.common.events import utcnow
+from helpdesk.common.inbox import event_handler, idempotent
+from helpdesk.common.mail import Mail
+from helpdesk.common.observability import Observability
+from helpdesk.common.outbox import Outbox
+from helpdesk.common.schemas import load
+from helpdesk.common.vocabulary import ADMIN, DISPATCHER, SOLVER, SYSTEM_ACTOR
+
+log = logging.getLogger(__name__)
+
+api = rpc(expected_exceptions=EXPECTED)
+_ACTOR = ActorSchema()
+_RULE_IN = schemas.RuleIn()
+_SOLVER_IN = schemas.SolverIn()
+RETRY_AFTER_SECONDS = 5.0
+_mail_running = False
+
+
+class SettingsProvider(DependencyProvider):
+    def setup(self):
+        cfg = from_container(self.container)
+        self.settings = handlers.Settings(cfg.assignment_offer_seconds, cfg.assignment_reroute,
+                                          cfg.assignment_notify_dispatchers, cfg.assignment_mail_attempts,
+                                          cfg.assignment_mail_retry_seconds, cfg.language)
+
+    def get_dependency(self, worker_ctx):
+        return self.settings
+
+
+def _actor(data, roles: set[str], what: str):
+    a = load(_ACTOR, data, "actor")
+    if not set(a["roles"]) & roles:
+        raise Forbidden(f"{what} needs one of the roles {', '.join(sorted(roles))}", {"roles": a["roles"]})
+    return SimpleNamespace(**a)
+
+
+class AssignmentService:
+    name = "assignment"
+
+    observe = Observability()
+    db = DatabaseProvider("assignment", Base.metadata)
+    outbox = Outbox()
+    mail = Mail()
+    settings = SettingsProvider()
+    tickets = RpcProxy("tickets")
+
+    def _tx(self, fn, *args):
+        with self.db.transaction() as session:
+            return fn(session, *args)
+
+    # ------------------------------------------------------------ ticket events
+
+    @event_handler("tickets", "ticket_created")
+    def on_ticket_created(self, body):
+        turn = self._tx(handlers.turn_ahead, events.parse(body).payload["ticket"])
+        self._after(self._decide_new(body, turn))
+
+    def _decide_new(self, body, turn):
+        self._turn = turn  # a service instance serves one worker: the guarded method below reads it
+        return self._decide_new_once(body)
+
+    @idempotent
+    def _decide_new_once(self, session, event):
+        return handlers.ticket_created(session, self.outbox, event.payload["ticket"], self.settings, utcnow(),
+                                       turn_hint=self._turn)
+
+    @event_handler("tickets", "ticket_assigned")
+    @idempotent
+    def on_ticket_assigned(self, session, event):
+        handlers.ticket_changed(session, event.payload["ticket"])
+
+    @event_handler("tickets", "ticket_state_changed")
+    @idempotent
+    def on_ticket_state_changed(self, session, event):
+        handlers.ticket_changed(session, event.payload["ticket"])
+
+    @event_handler("tickets", "ticket_updated")
+    @idempotent
+    def on_ticket_updated(self, session, event):
+        handlers.ticket_changed(session, event.payload["ticket"])
+
+    # ------------------------------------------------------------ staff and HELIOS master data
+
+    @event_handler("portal", "account_changed")
+    def on_account_changed(self, body):
+        solver_id = self._account_changed(body)
+        if solver_id and self.settings.reroute:
+            self._reroute(solver_id)
+
+    @idempotent
+    def _account_changed(self, session, event):
+        stopped = handlers.account_changed(session, event.payload, utcnow())
+        return event.payload["account_id"] if stopped else None
+
+    @event_handler("erp_bridge", "employee_synced")
+    def on_employee_synced(self, body):
+        for solver_id in self._employee_synced(body) or ():
+            if self.settings.reroute:
+                self._reroute(solver_id)
+
+    @idempotent
+    def _employee_synced(self, session, event):
+        return handlers.employee_synced(session, event.payload)
+
+    @event_handler("erp_bridge", "employee_deleted")
+    @idempotent
+    def on_employee_deleted(self, session, event):
+        handlers.employee_deleted(session, event.payload)
+
+    @event_handler("erp_bridge", "contract_synced")
+    @idempotent
+    def on_contract_synced(self, session, event):
+        handlers.contract_synced(session, event.payload)
+
+    @event_handler("erp_bridge", "contract_deleted")
+    @idempotent
+    def on_contract_deleted(self, session, event):
+        handlers.contract_deleted(session, event.payload)
+
+    # ------------------------------------------------------------ solvers and dispatchers
+
+    @api
+    def claim(self, actor, ticket_id):
+        """A solver claims an offered ticket: the first claim wins, later ones get Conflict 'already taken'."""
+        who = _actor(actor, {SOLVER}, "claiming a ticket")
+        ticket_id = _whole(ticket_id, "ticket_id")
+        self._tx(handlers.claim, who, ticket_id, utcnow())
+        try:
+            ticket = self.tickets.claim(actor, ticket_id)
+        except Conflict:
+            metrics.CLAIMS.labels("taken").inc()
+            self._tx(handlers.offer_taken_elsewhere, ticket_id)
+            raise
+        except Exception:
+            self._tx(handlers.claim_settled, ticket_id, who.id, False)  # the offer stands again
+            raise
+        self._tx(handlers.claim_settled, ticket_id, who.id, True)
+        metrics.CLAIMS.labels("won").inc()
+        return ticket
+
+    @api
+    def my_offers(self, actor):
+        who = _actor(actor, {SOLVER}, "listing offers")
+        return self._tx(handlers.open_offers, who.id)
+
+    @api
+    def queue(self, actor):
+        """The dispatchers' queue."""
+        _actor(actor, {DISPATCHER, ADMIN}, "reading the dispatchers' queue")
+        return self._tx(handlers.queue)
+
+    @api
+    def reassign(self, actor, ticket_id, solver_id, note=None):
+        """A dispatcher gives a ticket to a roster solver who is active and has the skill."""
+        who = _actor(actor, {DISPATCHER, ADMIN}, "reassigning a ticket")
+        ticket_id = _whole(ticket_id, "ticket_id")
+        target = self._tx(handlers.solver, str(solver_id))
+        ticket = self.tickets.get_ticket(actor, ticket_id)
+        why = target.unavailable_because(utcnow()) if SOLVER in target.roles else f"{target.name} is not a solver"
+        if why is None and not target.takes(ticket.get("category_path") or []):
+            why = f"{target.name} does not have the skill for the ticket's category"
+        if why:
+            raise ValidationFailed(f"cannot assign to {target.name}: {why}", {"solver_id": [why]})
+        return self.tickets.assign(actor, ticket_id, target.person, version=None,
+                                   note=note or f"reassigned by {who.name}")
+
+    @api
+    def unassign(self, actor, ticket_id, note=None):
+        """A dispatcher takes the solver away; the ticket waits in the dispatchers' queue."""
+        who = _actor(actor, {DISPATCHER, ADMIN}, "unassigning a ticket")
+        ticket_id = _whole(ticket_id, "ticket_id")
+        note = note or f"unassigned by {who.name}; back in the dispatchers' queue"
+        ticket = self.tickets.assign(actor, ticket_id, None, version=None, note=note)
+        self._tx(handlers.requeue, ticket_id, note, utcnow())
+        return ticket
+
+    # ------------------------------------------------------------ rules and roster
+
+    @api
+    def list_rules(self, actor):
+        _actor(actor, {DISPATCHER, ADMIN}, "reading routing rules")
+        return self._tx(handlers.list_rules)
+
+    @api
+    def create_rule(self, actor, data):
+        _actor(actor, {ADMIN}, "managing routing rules")
+        data = load(_RULE_IN, data, "data")
+        return self._saved(None, data)
+
+    @api
+    def update_rule(self, actor, rule_id, data):
+        _actor(actor, {ADMIN}, "managing routing rules")
+        data = load(_RULE_IN, data, "data")
+        return self._saved(_whole(rule_id, "rule_id"), data)
+
+    @api
+    def delete_rule(self, actor, rule_id):
+        _actor(actor, {ADMIN}, "managing routing rules")
+        self._tx(handlers.delete_rule, _whole(rule_id, "rule_id"))
+
+    @api
+    def list_roster(self, actor):
+        _actor(actor, {DISPATCHER, ADMIN}, "reading the roster")
+        return self._tx(handlers.list_roster, utcnow())
+
+    @api
+    def update_solver(self, actor, solver_id, data):
+        """Team, skills, capacity and absence of one solver; an absence that covers now re-routes their tickets."""
+        _actor(actor, {DISPATCHER, ADMIN}, "managing the roster")
+        data = load(_SOLVER_IN, data, "data")
+        out = self._tx(handlers.update_solver, str(solver_id), data, self._categories(), utcnow())
+        if out["absent_now"] and self.settings.reroute:
+            self._reroute(out["id"])
+        return out
+
+    def _saved(self, rule_id, data):
+        try:
+            return self._tx(handlers.save_rule, rule_id, data, self._categories(), utcnow())
+        except IntegrityError:
+            raise Conflict(f"a rule named '{data['name']}' was saved at the same time")
+
+    def _categories(self) -> dict:
+        """id -> parent id of every category, from the tickets service (rule management only, never routing)."""
+        out: dict = {}
+
+        def walk(nodes):
+            for node in nodes:
+                out[node["id"]] = node.get("parent_id")
+                walk(node.get("children") or [])
+
+        walk(self.tickets.list_categories(include_inactive=True))
+        return out
+
+    # ------------------------------------------------------------ timers
+
+    @timer(interval=1)
+    def expire_offers(self):
+        """Offers nobody claimed in time fall to the next step of their rule's chain."""
+        now = utcnow()
+        for ticket_id in self._tx(handlers.due_offers, now):
+            routed = self._tx(handlers.expire_offer, self.outbox, ticket_id, self.settings, now)
+            if routed is not None:
+                metrics.OFFERS_EXPIRED.inc()
+                self._after(routed)
+
+    @timer(interval=2)
+    def retry_owed(self):
+        """Decisions whose tickets RPC failed (or whose worker died) are carried out again."""
+        for ticket_id in self._tx(handlers.stale_owed, utcnow(), RETRY_AFTER_SECONDS):
+            owed = self._tx(handlers.take_stale_owed, ticket_id, utcnow(), RETRY_AFTER_SECONDS)
+            if owed is not None:
+                self._carry_out(owed)
+        self.send_mail()
+
+    @timer(interval=60)
+    def reroute_absent(self):
+        if self.settings.reroute:
+            for solver_id in self._tx(handlers.newly_absent, utcnow()):
+                self._reroute(solver_id)
+
+    @timer(interval=30)
+    def refresh_metrics(self):
+        self._tx(metrics.refresh)
+
+    # ------------------------------------------------------------ after commit
+
+    def _after(self, routed) -> None:
+        """Count a committed decision, carry it out on the ticket, and send its e-mails."""
+        if routed is None:
+            return
+        metrics.count(routed.decision)
+        if routed.owed is not None:
+            self._carry_out(routed.owed)  # just committed by us: the retry timer leaves it alone for a while
+        self.mail_soon()
+
+    def _reroute(self, solver_id: str) -> None:
+        routed = self._tx(handlers.reroute_solver, self.outbox, solver_id, self.settings, utcnow())
+        metrics.REROUTED.inc(len(routed))
+        for r in routed:
+            self._after(r)
+
+    def _carry_out(self, owed) -> None:
+        """Make the owed tickets.assign call; any failure leaves it owed for retry_owed."""
+        try:
+            done, ticket = self._assign(owed)
+        except Exception as exc:  # the tickets service is away or failed: retried by the timer
+            metrics.CARRIED_OUT.labels("retry").inc()
+            log.warning("assigning ticket %s failed (attempt %d), will retry: %s", owed.ticket_id, owed.attempts + 1,
+                        exc)
+            return
+        self._tx(handlers.carried_out, owed.ticket_id, ticket, done)
+        metrics.CARRIED_OUT.labels("done" if done else "superseded").inc()
+
+    def _assign(self, owed):
+        """(done, ticket): done False when the ticket changed hands or ended meanwhile."""
+        target = owed.solver
+        version = owed.expect_version
+        ticket = None
+        for _ in range(3):
+            if version is None:
+                try:
+                    ticket = self.tickets.get_ticket(SYSTEM_ACTOR, owed.ticket_id)
+                except NotFound:
+                    return False, None
+                holder = (ticket.get("solver") or {}).get("id")
+                if holder == (target or {}).get("id"):
+                    return True, ticket
+                if holder != owed.expect_solver_id or ticket["state"] in ("resolved", "closed"):
+                    return False, ticket
+                version = ticket["version"]
+            try:
+                return True, self.tickets.assign(SYSTEM_ACTOR, owed.ticket_id, target, version=version,
+                                                  note=owed.note)
+            except Conflict:
+                version = None  # someone changed the ticket since: look again
+            except NotFound:
+                return False, None
+        return False, ticket
+
+    def mail_soon(self) -> None:
+        """Send due e-mails in the background; one sender per process at a time, so a burst is sent in batches."""
+        global _mail_running
+        if not _mail_running:
+            _mail_running = True
+            eventlet.spawn_n(self._mail_loop)
+
+    def _mail_loop(self) -> None:
+        global _mail_running
+        try:
+            eventlet.sleep(0.05)  # let a burst's rows commit, then send them together
+            self.send_mail()
+        finally:
+            _mail_running = False
+
+    def send_mail(self) -> None:
+        """Send due notifications; a failure is counted and retried later, never raised."""
+        while True:
+            batch = self._tx(handlers.take_due_mail, utcnow())
+            if not batch:
+                return
+            results = []
+            for note in batch:
+                try:
+                    self.mail.send(note.to_addr, note.subject, note.body)
+                    results.append((note.id, None))
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.warning("e-mail to %s failed (attempt %d): %s", note.to_addr, note.attempts + 1, error)
+                    results.append((note.id, error))
+            for outcome, n in self._tx(handlers.mail_results, results, self.settings, utcnow()).items():
+                if n:
+                    metrics.MAILS.labels(outcome).inc(n)
+
+
+def _whole(value, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed.from_fields({field: ["must be a whole number"]})
+    return value

@@ -1,0 +1,152 @@
+"""Writing tickets into HELIOS as activities (TabKontaktJednani) behind one interface.
+
+`ActivityWriter` is what the bridge needs from a write path; `DirectSqlWriter` does it
+with INSERT/UPDATE in one HELIOS transaction (the only path built so far). Asseco's API
+plugin or the TabUniImport* staging tables would be other implementations of the same
+two methods.
+
+Every write is idempotent: an activity is found again by its ticket number at the start
+of Predmet before one is created, a comment line carries `[#c<id>]` and is not appended
+twice, and nothing is updated (DatZmeny stays) when the values are already there.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from helpdesk.erp_bridge import domain, helios as H
+
+
+@dataclass(frozen=True)
+class ActivityWrite:
+    """What the helpdesk wants an activity to say."""
+
+    ticket: dict               # the TicketSnapshot
+    activity_id: int | None    # known from the ID map, or None for a new one
+    solver_employee_id: int | None
+    previous_solver_id: int | None  # the participant the bridge wrote last time
+    organisation_number: int | None  # TabCisOrg.CisloOrg
+    notes: list[tuple[int, str]]    # (comment id, line) to append
+
+
+@dataclass(frozen=True)
+class Written:
+    activity_id: int
+    seen: domain.HeliosSide
+
+
+class ActivityWriter(Protocol):
+    def write(self, request: ActivityWrite, now: dt.datetime) -> Written: ...
+
+    def find(self, number: str) -> int | None: ...
+
+
+@dataclass
+class WriterSettings:
+    category: str = "HD"
+    type_code: str = ""
+    state_codes: dict = None
+    timezone: str = "Europe/Prague"
+    login: str = "helpdesk"
+
+
+def find_statement(category: str, number: str):
+    t = H.TabKontaktJednani
+    return (select(t.c.ID).where(t.c.Kategorie == category).where(t.c.Predmet.like(f"{number} %"))
+            .order_by(t.c.ID).limit(1))
+
+
+def lock_category(conn, category: str) -> None:
+    """Serialise number allocation in one category until the transaction ends.
+
+    SQL Server: the MAX() read below takes UPDLOCK+HOLDLOCK (a key-range lock on the
+    category), PostgreSQL: a transaction advisory lock, SQLite: the database's single
+    writer (BEGIN IMMEDIATE) already serialises it.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                     {"k": zlib.crc32(f"TabKontaktJednani:{category}".encode())})
+
+
+def next_number_statement(category: str):
+    t = H.TabKontaktJednani
+    return (select(func.coalesce(func.max(t.c.PoradoveCislo), 0) + 1).where(t.c.Kategorie == category)
+            .with_hint(t, "WITH (UPDLOCK, HOLDLOCK)", "mssql"))
+
+
+def locked_activity_statement(activity_id: int):
+    t = H.TabKontaktJednani
+    # SQL Server ignores FOR UPDATE: the table hint takes the row's update lock there
+    return select(t).where(t.c.ID == activity_id).with_for_update().with_hint(t, "WITH (UPDLOCK, ROWLOCK)", "mssql")
+
+
+class DirectSqlWriter:
+    """INSERT/UPDATE straight into the HELIOS tables, in one transaction per activity."""
+
+    def __init__(self, gateway, settings: WriterSettings):
+        self.gateway = gateway
+        self.s = settings
+
+    def find(self, number: str) -> int | None:
+        return self.gateway.run(lambda conn: conn.execute(find_statement(self.s.category, number)).scalar())
+
+    def write(self, request: ActivityWrite, now: dt.datetime) -> Written:
+        for attempt in range(3):
+            try:
+                return self.gateway.run(self._write, request, now)
+            except IntegrityError:
+                # two writers took the same PoradoveCislo where no lock is possible: take the next one
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write(self, conn, req: ActivityWrite, now: dt.datetime) -> Written:
+        t, s = H.TabKontaktJednani, self.s
+        stamp = domain.to_helios(now, s.timezone)
+        values = domain.activity_values(req.ticket, s.state_codes, s.timezone)
+        values["CisloOrg"] = req.organisation_number
+        activity_id = req.activity_id or conn.execute(find_statement(s.category, req.ticket["number"])).scalar()
+        if activity_id is None:
+            lock_category(conn, s.category)
+            number = conn.execute(next_number_statement(s.category)).scalar()
+            text_ = req.ticket.get("description") or ""
+            for _cid, line in req.notes:
+                text_ = f"{text_}\n{line}" if text_ else line
+            activity_id = conn.execute(insert(t).values(
+                Kategorie=s.category, PoradoveCislo=number, Typ=s.type_code, Popis=text_,
+                Autor=s.login, DatPorizeni=stamp, **values)).inserted_primary_key[0]
+            current_text = text_
+        else:
+            row = conn.execute(locked_activity_statement(activity_id)).first()
+            if row is None:  # deleted in HELIOS: create it again on the next try
+                raise LookupError(f"activity {activity_id} no longer exists in HELIOS")
+            current_text = row.Popis or ""
+            for cid, line in req.notes:
+                if domain.note_marker(cid) not in current_text:
+                    current_text = f"{current_text}\n{line}" if current_text else line
+            changes = {k: v for k, v in values.items() if getattr(row, k) != v}
+            if current_text != (row.Popis or ""):
+                changes["Popis"] = current_text
+            if changes:
+                conn.execute(update(t).where(t.c.ID == activity_id)
+                             .values(**changes, DatZmeny=stamp, Zmenil=s.login))
+        self._participant(conn, activity_id, req, stamp)
+        return Written(activity_id, domain.HeliosSide(values["Stav"], req.solver_employee_id,
+                                                      values["Ukonceni"] is not None, current_text))
+
+    def _participant(self, conn, activity_id: int, req: ActivityWrite, stamp) -> None:
+        """The solver is the participant the bridge manages; others HELIOS users added stay."""
+        u = H.TabKJUcastZam
+        if req.previous_solver_id is not None and req.previous_solver_id != req.solver_employee_id:
+            conn.execute(delete(u).where(u.c.IDKJ == activity_id).where(u.c.IDZam == req.previous_solver_id))
+        if req.solver_employee_id is not None:
+            there = conn.execute(select(u.c.ID).where(u.c.IDKJ == activity_id)
+                                 .where(u.c.IDZam == req.solver_employee_id)).first()
+            if there is None:
+                conn.execute(insert(u).values(IDKJ=activity_id, IDZam=req.solver_employee_id, Autor=self.s.login,
+                                              DatPorizeni=stamp))

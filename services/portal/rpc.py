@@ -1,0 +1,93 @@
+"""A pool of standalone nameko RPC clients: web requests borrow one per call and hand it back.
+
+A `ClusterRpcProxy` is single-threaded (one reply queue, one consumer), so concurrent
+requests each take their own from the pool; a client whose connection broke is thrown
+away and a fresh one made. The request's correlation id travels in the call's context
+data, so back-end logs and events carry it. Back-end silence (no such service, timeout,
+broker down) becomes `ServiceUnavailable`, which the portal answers with 503.
+"""
+from __future__ import annotations
+
+import logging
+
+from eventlet.queue import LightQueue
+from nameko.exceptions import RpcTimeout, UnknownService
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from helpdesk.common.errors import HelpdeskError
+from helpdesk.common.observability import current_correlation_id
+
+log = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(HelpdeskError):
+    """A back-end service did not answer (not running, too slow, or the broker is down)."""
+
+    code = "service_unavailable"
+
+
+class _Client:
+    def __init__(self, config: dict, timeout: float):
+        self.proxy = ClusterRpcProxy(config, timeout=timeout)
+        self.cluster = self.proxy.start()
+
+    def close(self) -> None:
+        try:
+            self.proxy.stop()
+        except Exception:  # already broken: nothing to tidy
+            pass
+
+
+class RpcPool:
+    def __init__(self, nameko_config: dict, size: int = 10, timeout: float = 10.0):
+        self.config = nameko_config
+        self.timeout = timeout
+        self.size = size
+        self._idle: LightQueue = LightQueue()
+        self._made = 0
+
+    def _take(self) -> _Client:
+        if not self._idle.empty() or self._made >= self.size:
+            return self._idle.get()
+        self._made += 1
+        try:
+            return _Client(self.config, self.timeout)
+        except Exception:
+            self._made -= 1
+            raise
+
+    def call(self, service: str, method: str, **kwargs):
+        try:
+            client = self._take()
+        except Exception as exc:
+            raise ServiceUnavailable(f"the message bus does not answer ({type(exc).__name__})") from exc
+        healthy = True
+        try:
+            client.proxy._worker_ctx.data["correlation_id"] = current_correlation_id()
+            return getattr(getattr(client.cluster, service), method)(**kwargs)
+        except HelpdeskError:
+            raise
+        except (RpcTimeout, UnknownService) as exc:
+            healthy = not isinstance(exc, RpcTimeout)  # a late reply would confuse the next caller
+            raise ServiceUnavailable(f"the {service} service does not answer") from exc
+        except (OSError, ConnectionError, IOError) as exc:
+            healthy = False
+            raise ServiceUnavailable("the message bus does not answer") from exc
+        except Exception as exc:
+            # anything else from the far side (a RemoteError of a crash) is the back end's fault, not the user's
+            log.exception("rpc %s.%s failed", service, method)
+            raise ServiceUnavailable(f"the {service} service failed") from exc
+        finally:
+            if healthy:
+                self._idle.put(client)
+            else:
+                client.close()
+                self._made -= 1
+
+    def tickets(self, method: str, **kwargs):
+        return self.call("tickets", method, **kwargs)
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get().close()
+            self._made -= 1

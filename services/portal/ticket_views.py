@@ -1,0 +1,318 @@
+"""Requester pages (new request, my requests, detail, reply, confirm/reopen, rating) and the staff console.
+
+The tickets service decides what each actor may see and do; these views only pass the
+signed-in account as the actor, translate forms in and pages out, and show errors next
+to the fields with what the user typed still in the form.
+"""
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from helpdesk.common.errors import Conflict, Forbidden, HelpdeskError, ValidationFailed
+from helpdesk.portal import accounts
+from helpdesk.portal.app import _, actor, is_staff, login_required, portal, roles, roles_required
+
+bp = Blueprint("tickets", __name__)
+
+OPEN_STATES = ["received", "in_progress", "waiting_on_customer"]
+QUEUES = ("unassigned", "mine", "waiting", "resolved", "all")
+WORKERS = ("solver", "dispatcher", "admin")
+
+
+def rpc(method: str, **kwargs):
+    return portal().rpc.tickets(method, **kwargs)
+
+
+def category_options(tree: list, active_only: bool = True, depth: int = 0) -> list[tuple[int, str]]:
+    """The category tree as (id, indented name) rows for a select; inactive branches left out for new tickets."""
+    out = []
+    for node in tree:
+        if active_only and not node.get("active", True):
+            continue
+        out.append((node["id"], "\u2003" * depth + node["name"]))
+        out.extend(category_options(node.get("children") or [], active_only, depth + 1))
+    return out
+
+
+def category_names(tree: list) -> dict:
+    names = {}
+    for node in tree:
+        names[node["id"]] = node["name"]
+        names.update(category_names(node.get("children") or []))
+    return names
+
+
+def read_uploads(files) -> list[dict]:
+    """Uploaded files as the tickets service takes them; refused here before anything is written."""
+    cfg = portal().config
+    out, errors = [], []
+    for f in files:
+        if not f or not f.filename:
+            continue
+        data = f.read()
+        if len(data) > cfg.attachment_max_bytes:
+            raise RequestEntityTooLarge()
+        ctype = (f.mimetype or "application/octet-stream").split(";")[0]
+        if ctype not in cfg.attachment_types:
+            errors.append(_("{name}: files of type {type} are not accepted", name=f.filename, type=ctype))
+            continue
+        out.append({"filename": f.filename, "content_type": ctype, "content_b64": base64.b64encode(data).decode()})
+    if errors:
+        raise ValidationFailed.from_fields({"attachments": errors})
+    return out
+
+
+def list_query(args, allowed=("state", "priority", "category_id", "text", "cursor", "solver_id",
+                              "organisation_id", "contract", "channel")) -> dict:
+    query = {}
+    for key in allowed:
+        if key in ("state", "priority"):
+            values = [v for v in args.getlist(key) if v]
+            if values:
+                query[key] = values
+        elif args.get(key):
+            value = args.get(key).strip()
+            if key == "category_id":
+                if not value.isdigit():
+                    continue
+                value = int(value)
+            query[key] = value
+    return query
+
+
+@bp.get("/")
+@login_required
+def index():
+    return redirect(url_for("tickets.console" if is_staff() else "tickets.my_requests"))
+
+
+@bp.get("/tickets")
+@login_required
+def my_requests():
+    if is_staff():
+        return redirect(url_for("tickets.console", **request.args))
+    query = list_query(request.args, ("state", "priority", "category_id", "text", "cursor"))
+    scope = request.args.get("scope", "mine")
+    if scope != "organisation" or "organisation_manager" not in roles():
+        scope = "mine"
+        query["requester_id"] = g.account.id
+    query["limit"] = 25
+    errors = {}
+    try:
+        page = rpc("list_tickets", actor=actor(), query=query)
+    except ValidationFailed as exc:  # a hand-made URL: show the empty list with the reason
+        page, errors = {"items": [], "next_cursor": None}, exc.details
+    tree = rpc("list_categories")
+    return render_template("my_requests.html", page=page, scope=scope, args=request.args, errors=errors,
+                           categories=category_options(tree, active_only=False), names=category_names(tree))
+
+
+@bp.get("/console")
+@roles_required("solver", "dispatcher", "manager", "admin")
+def console():
+    queue = request.args.get("queue", "unassigned")
+    if queue not in QUEUES:
+        queue = "unassigned"
+    query = list_query(request.args)
+    base = {k: v for k, v in query.items() if k not in ("state", "cursor")}
+    if queue == "unassigned":
+        query["solver_id"] = "none"
+        query.setdefault("state", OPEN_STATES)
+    elif queue == "mine":
+        query["solver_id"] = g.account.id
+        query.setdefault("state", OPEN_STATES)
+    elif queue == "waiting":
+        query["state"] = ["waiting_on_customer"]
+    elif queue == "resolved":
+        query["state"] = ["resolved"]
+    query["limit"] = 50
+    errors = {}
+    try:
+        page = rpc("list_tickets", actor=actor(), query=query)
+        every = rpc("count_by_state", actor=actor(), query=base)
+        unassigned = rpc("count_by_state", actor=actor(), query={**base, "solver_id": "none"})
+        mine = rpc("count_by_state", actor=actor(), query={**base, "solver_id": g.account.id})
+    except ValidationFailed as exc:
+        page, errors = {"items": [], "next_cursor": None}, exc.details
+        every = unassigned = mine = {}
+    counts = {
+        "unassigned": sum(unassigned.get(s, 0) for s in OPEN_STATES),
+        "mine": sum(mine.get(s, 0) for s in OPEN_STATES),
+        "waiting": every.get("waiting_on_customer", 0),
+        "resolved": every.get("resolved", 0),
+        "all": sum(every.values()),
+    }
+    tree = rpc("list_categories", include_inactive=True)
+    with portal().transaction() as s:
+        solvers = accounts.list_accounts(s, role="solver")
+        orgs = accounts.list_organisations(s)
+    return render_template("console.html", page=page, queue=queue, queues=QUEUES, counts=counts, args=request.args,
+                           errors=errors, categories=category_options(tree, active_only=False),
+                           names=category_names(tree), solvers=solvers, orgs=orgs)
+
+
+@bp.route("/tickets/new", methods=["GET", "POST"])
+@login_required
+def new_request():
+    staff = is_staff()
+    if staff and not roles() & set(WORKERS):
+        abort(404)  # managers read; they do not raise tickets for others
+    tree = rpc("list_categories")
+    with portal().transaction() as s:
+        requesters = accounts.list_accounts(s, role="requester") if staff else []
+    form = request.form if request.method == "POST" else {}
+    errors = {}
+    if request.method == "POST":
+        data = {"subject": form.get("subject", "").strip(), "description": form.get("description", "").strip(),
+                "priority": form.get("priority") or "normal", "channel": "portal"}
+        if form.get("category_id", "").isdigit():
+            data["category_id"] = int(form["category_id"])
+        if form.get("contract", "").strip():
+            data["contract"] = form["contract"].strip()
+        if staff:
+            # a phone request logged on behalf of a requester
+            person = next((r for r in requesters if r["id"] == form.get("requester_id")), None)
+            if person is None:
+                errors["requester_id"] = [_("Choose the requester.")]
+            else:
+                data.update(channel="phone", organisation_id=person["organisation_id"],
+                            requester={"id": person["id"], "name": person["name"], "email": person["email"]})
+        try:
+            uploads = read_uploads(request.files.getlist("attachments"))
+            if errors:
+                raise ValidationFailed.from_fields(errors)
+            ticket = rpc("create_ticket", actor=actor(), data=data)
+        except ValidationFailed as exc:
+            errors = {**errors, **exc.details}
+        else:
+            for upload in uploads:
+                rpc("add_attachment", actor=actor(), ticket_id=ticket["id"], attachment=upload)
+            flash(_("Request {number} was created.", number=ticket["number"]))
+            return redirect(url_for("tickets.detail", ticket_id=ticket["id"]))
+    return render_template("new_request.html", form=form, errors=errors, categories=category_options(tree),
+                           requesters=requesters, staff=staff), (400 if errors else 200)
+
+
+def _detail(ticket_id: int, errors: dict | None = None, form=None, status: int = 200):
+    ticket = rpc("get_ticket", actor=actor(), ticket_id=ticket_id)
+    staff = is_staff()
+    tree = rpc("list_categories", include_inactive=True)
+    history = rpc("history", actor=actor(), ticket_id=ticket_id) if staff else []
+    solvers = []
+    if staff:
+        with portal().transaction() as s:
+            solvers = [a for a in accounts.list_accounts(s, role="solver") if a["active"] and not a["invited"]]
+    return render_template("ticket.html", t=ticket, staff=staff, history=history, solvers=solvers,
+                           names=category_names(tree), categories=category_options(tree),
+                           errors=errors or {}, form=form or {}), status
+
+
+@bp.get("/tickets/<int:ticket_id>")
+@login_required
+def detail(ticket_id):
+    return _detail(ticket_id)
+
+
+def _act(ticket_id: int, call, done: str):
+    """Run one change; on bad input or a stale page show the detail again with the message and the form."""
+    try:
+        call()
+    except (ValidationFailed, Conflict, Forbidden) as exc:
+        details = exc.details if isinstance(exc, ValidationFailed) else {"_": [exc.message]}
+        return _detail(ticket_id, details, request.form, 400 if isinstance(exc, ValidationFailed) else
+                       (409 if isinstance(exc, Conflict) else 403))
+    flash(done)
+    return redirect(url_for("tickets.detail", ticket_id=ticket_id))
+
+
+def _version() -> int:
+    value = request.form.get("version", "")
+    if not value.isdigit():
+        raise ValidationFailed.from_fields({"version": ["missing"]})
+    return int(value)
+
+
+@bp.post("/tickets/<int:ticket_id>/reply")
+@login_required
+def reply(ticket_id):
+    def call():
+        uploads = read_uploads(request.files.getlist("attachments"))
+        public = not (is_staff() and request.form.get("internal"))
+        comment = rpc("add_comment", actor=actor(), ticket_id=ticket_id, body=request.form.get("body", "").strip(),
+                      public=public)
+        for upload in uploads:
+            rpc("add_attachment", actor=actor(), ticket_id=ticket_id,
+                attachment={**upload, "comment_id": comment["id"], "public": public})
+    return _act(ticket_id, call, _("Your message was added."))
+
+
+@bp.post("/tickets/<int:ticket_id>/state")
+@login_required
+def change_state(ticket_id):
+    def call():
+        rpc("change_state", actor=actor(), ticket_id=ticket_id, version=_version(),
+            to_state=request.form.get("to_state", ""), reason=request.form.get("reason") or None,
+            note=request.form.get("note", "").strip() or None)
+    return _act(ticket_id, call, _("The state was changed."))
+
+
+@bp.post("/tickets/<int:ticket_id>/rate")
+@login_required
+def rate(ticket_id):
+    def call():
+        score = request.form.get("score", "")
+        if not score.isdigit():
+            raise ValidationFailed.from_fields({"score": [_("Choose 1 to 5 stars.")]})
+        rpc("rate", actor=actor(), ticket_id=ticket_id, score=int(score),
+            comment=request.form.get("comment", "").strip() or None)
+    return _act(ticket_id, call, _("Thank you for your rating."))
+
+
+@bp.post("/tickets/<int:ticket_id>/assign")
+@roles_required("dispatcher", "admin")
+def assign(ticket_id):
+    def call():
+        solver_id = request.form.get("solver_id") or None
+        solver = None
+        if solver_id:
+            with portal().transaction() as s:
+                found = [a for a in accounts.list_accounts(s, role="solver") if a["id"] == solver_id and a["active"]]
+            if not found:
+                raise ValidationFailed.from_fields({"solver_id": [_("Choose an active solver.")]})
+            solver = {"id": found[0]["id"], "name": found[0]["name"], "email": found[0]["email"]}
+        rpc("assign", actor=actor(), ticket_id=ticket_id, solver=solver, version=_version(),
+            note=request.form.get("note", "").strip() or None)
+    return _act(ticket_id, call, _("The solver was set."))
+
+
+@bp.post("/tickets/<int:ticket_id>/claim")
+@roles_required("solver")
+def claim(ticket_id):
+    return _act(ticket_id, lambda: rpc("claim", actor=actor(), ticket_id=ticket_id), _("The ticket is yours."))
+
+
+@bp.post("/tickets/<int:ticket_id>/edit")
+@roles_required("solver", "dispatcher", "admin")
+def edit(ticket_id):
+    def call():
+        changes = {"priority": request.form.get("priority", "")}
+        category = request.form.get("category_id", "")
+        changes["category_id"] = int(category) if category.isdigit() else None
+        rpc("update_ticket", actor=actor(), ticket_id=ticket_id, version=_version(), changes=changes)
+    return _act(ticket_id, call, _("The ticket was saved."))
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@login_required
+def attachment(attachment_id):
+    found = rpc("get_attachment", actor=actor(), attachment_id=attachment_id)
+    data = base64.b64decode(found["content_b64"])
+    name = found["filename"].replace('"', "")
+    return Response(data, mimetype=found["content_type"],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+__all__ = ["bp", "HelpdeskError"]

@@ -1,0 +1,190 @@
+"""Accounts and access through the web pages: invitations, sign-in, limits, resets, CSRF, sessions, tokens."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from helpdesk.portal.models import Account, OneTimeToken
+
+from .conftest import PASSWORD, csrf_of, link_in, login, mails, post
+
+pytestmark = pytest.mark.integration
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def _invite(client, email="nova@example.cz", roles=("requester",), org="org-1"):
+    data = {"email": email, "name": "Nová Osoba", "language": "cs", "organisation_id": org or ""}
+    return client.post("/admin/users", data={**data, "roles": list(roles), "csrf_token": csrf_of(client)})
+
+
+def test_invitation_link_sets_the_password_once_and_signs_in(app, client_for, portal_config):
+    admin = client_for("admin")
+    response = _invite(admin)
+    assert response.status_code == 302
+    path = link_in(mails(portal_config)[-1], "invite")
+    invitee = app.test_client()
+    page = invitee.get(path)
+    assert page.status_code == 200 and "Nastavte si heslo" in page.get_data(as_text=True)
+    done = post(invitee, path, {"password": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    assert done.status_code == 302
+    assert invitee.get("/tickets").status_code == 200
+    again = app.test_client()
+    assert again.get(path).status_code == 404
+    assert post(again, path, {"password": "another long passphrase", "password2": "another long passphrase"}
+                ).status_code == 404
+    assert login(app.test_client(), "nova@example.cz", NEW_PASSWORD).status_code == 302
+
+
+def test_expired_invitation_link_is_refused(app, client_for, portal_config, portal_db):
+    _invite(client_for("admin"))
+    path = link_in(mails(portal_config)[-1], "invite")
+    with portal_db() as s:
+        for row in s.query(OneTimeToken).all():
+            row.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    response = post(app.test_client(), path, {"password": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    assert response.status_code == 404
+    assert login(app.test_client(), "nova@example.cz", NEW_PASSWORD).status_code == 401
+
+
+def test_invitation_with_bad_input_names_the_fields_and_keeps_the_form(client_for):
+    response = _invite(client_for("admin"), email="not-an-address", roles=("requester",), org="")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'id="err-email"' in body and 'id="err-organisation_id"' in body
+    assert 'value="not-an-address"' in body
+
+
+def test_manager_cannot_grant_admin_and_requester_cannot_invite(client_for, people):
+    assert _invite(client_for("manager"), roles=("admin",), org="").status_code == 400
+    assert _invite(client_for("requester")).status_code == 404
+    assert _invite(client_for("solver")).status_code == 404
+
+
+def test_staff_invitation_emits_account_changed_requester_invitation_does_not(app, client_for, portal_config,
+                                                                              event_log):
+    from helpdesk.common import db
+    from helpdesk.common.outbox import Relay
+    from helpdesk.portal.models import outbox, outbox_lease
+
+    log = event_log("portal")
+    admin = client_for("admin")
+    _invite(admin, email="resitel@example.cz", roles=("solver", "dispatcher"), org="")
+    _invite(admin, email="zakaznik@example.cz")
+    relay = Relay(db.session_factory(portal_config.database_url("portal")), outbox, outbox_lease,
+                  portal_config.amqp_uri, portal_config.nameko(), "portal")
+    try:
+        assert relay.run_once() == 1
+    finally:
+        relay.publisher.close()
+    events = log.wait_for(1, type_="account_changed")
+    assert [e["payload"]["email"] for e in events] == ["resitel@example.cz"]
+    assert sorted(events[0]["payload"]["roles"]) == ["dispatcher", "solver"]
+    assert events[0]["payload"]["active"] is True
+
+
+def test_wrong_password_is_refused_and_the_account_is_limited(app, people):
+    client = app.test_client()
+    for _ in range(3):
+        assert login(client, people["requester"]["email"], "wrong password!").status_code == 401
+    limited = login(app.test_client(), people["requester"]["email"])  # even the right password
+    assert limited.status_code == 429
+    assert "15 minut" in limited.get_data(as_text=True)
+
+
+def test_failed_logins_from_one_address_are_limited_across_accounts(app, people):
+    client = app.test_client()
+    for name in ("requester", "colleague", "solver"):
+        assert login(client, people[name]["email"], "wrong password!").status_code == 401
+    assert login(client, people["admin"]["email"]).status_code == 429
+    other_address = app.test_client()
+    response = other_address.post("/login", data={"email": people["admin"]["email"], "password": PASSWORD,
+                                                  "csrf_token": csrf_of(other_address)},
+                                  environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert response.status_code == 302
+
+
+def test_form_without_csrf_token_is_rejected(app, client_for):
+    client = client_for("requester")
+    response = client.post("/tickets/new", data={"subject": "S", "description": "D"})
+    assert response.status_code == 400
+    wrong = client.post("/tickets/new", data={"subject": "S", "description": "D", "csrf_token": "forged"})
+    assert wrong.status_code == 400
+    assert app.test_client().post("/login", data={"email": "x@example.cz", "password": "y"}).status_code == 400
+
+
+def test_session_cookie_is_httponly_and_samesite_and_secure_behind_https(make_app, tickets, people, portal_config):
+    import dataclasses
+
+    client = make_app().test_client()
+    cookie = login(client, people["requester"]["email"]).headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    https = make_app(dataclasses.replace(portal_config, portal_base_url="https://helpdesk.example.cz"))
+    client = https.test_client()
+    cookie = login(client, people["requester"]["email"]).headers["Set-Cookie"]
+    assert "Secure" in cookie
+
+
+def test_deactivated_account_loses_its_session_and_cannot_sign_in(app, client_for, people):
+    requester = client_for("requester")
+    admin = client_for("admin")
+    response = post(admin, f"/admin/users/{people['requester']['id']}", {"action": "deactivate"})
+    assert response.status_code == 302
+    assert requester.get("/tickets").status_code == 302  # back to the login page
+    assert login(app.test_client(), people["requester"]["email"]).status_code == 401
+
+
+def test_password_reset_by_mail_replaces_the_password_and_ends_old_sessions(app, client_for, people,
+                                                                             portal_config):
+    old_session = client_for("requester")
+    anonymous = app.test_client()
+    assert post(anonymous, "/password/forgot", {"email": people["requester"]["email"]}).status_code == 200
+    unknown = post(anonymous, "/password/forgot", {"email": "nobody@example.cz"})
+    assert unknown.status_code == 200  # the same answer: no account enumeration
+    assert len(mails(portal_config)) == 1
+    path = link_in(mails(portal_config)[-1], "password/reset")
+    assert post(anonymous, path, {"password": NEW_PASSWORD, "password2": NEW_PASSWORD}).status_code == 302
+    assert old_session.get("/tickets").status_code == 302
+    assert login(app.test_client(), people["requester"]["email"]).status_code == 401
+    assert login(app.test_client(), people["requester"]["email"], NEW_PASSWORD).status_code == 302
+    assert post(app.test_client(), path, {"password": NEW_PASSWORD, "password2": NEW_PASSWORD}).status_code == 404
+
+
+def test_personal_api_token_is_shown_once_stored_hashed_and_revocable(app, client_for, portal_db):
+    import re
+
+    from helpdesk.portal.models import ApiToken
+
+    client = client_for("requester")
+    page = post(client, "/me", {"action": "create_token", "name": "skript"}).get_data(as_text=True)
+    secret = re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)
+    with portal_db() as s:
+        row = s.query(ApiToken).one()
+        assert secret not in (row.token_hash, row.name)
+        token_id = row.id
+    api = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert api.get("/api/me", headers=headers).json["email"] == "requester@example.cz"
+    assert post(client, "/me", {"action": "revoke_token", "token_id": token_id}).status_code == 200
+    response = api.get("/api/me", headers=headers)
+    assert response.status_code == 401 and response.mimetype == "application/problem+json"
+
+
+def test_pages_are_czech_by_default_and_english_on_request(app, client_for, people):
+    anonymous = app.test_client()
+    assert "Přihlásit se" in anonymous.get("/login").get_data(as_text=True)
+    assert "Sign in" in anonymous.get("/login", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    client = client_for("requester")
+    assert "Moje požadavky" in client.get("/tickets").get_data(as_text=True)
+    post(client, "/language", {"lang": "en", "next": "/tickets"})
+    assert "My requests" in client.get("/tickets").get_data(as_text=True)
+
+
+def test_health_ready_and_metrics(app):
+    client = app.test_client()
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    client.get("/login")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "helpdesk_portal_request_seconds" in text and "helpdesk_portal_logins_total" in text

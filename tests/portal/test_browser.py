@@ -1,0 +1,195 @@
+"""The portal in real headless Chromium (Debian's chromium and chromedriver, driven by Selenium) against the real
+portal server, TicketsService, RabbitMQ and PostgreSQL: one request's whole life, a screenshot per step."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import DATABASES
+
+from .conftest import PASSWORD, link_in, mails
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+NEW_PASSWORD = "nové heslo pro prohlížeč"
+
+
+@pytest.fixture
+def portal_server(tickets, portal_config):
+    """`helpdesk run portal`'s server (web, relay, mail worker) on a free port; its base URL."""
+    from helpdesk.portal.server import start
+
+    stop = start(portal_config, listen=("127.0.0.1", 0))
+    yield f"http://127.0.0.1:{stop.port}"
+    stop()
+
+
+@pytest.fixture
+def browser():
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("Debian's chromium and chromium-driver are needed (make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1000", "--lang=cs"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "cs"})  # Czech pages, as the texts expect
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+class Journey:
+    """The browser at the portal, with a numbered screenshot after each step."""
+
+    def __init__(self, driver, base: str, folder):
+        self.driver, self.base, self.folder, self.shots = driver, base, folder, 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def field(self, name: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.NAME, name)
+
+    def fill(self, **values) -> None:
+        for name, value in values.items():
+            element = self.field(name)
+            element.clear()
+            element.send_keys(value)
+
+    def choose(self, name: str, value: str) -> None:
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.field(name)).select_by_value(value)
+
+    def press(self, text: str) -> None:
+        """Click the button and wait for the page its form answers with."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        page = self.driver.find_element(By.TAG_NAME, "html")
+        self.driver.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
+        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
+
+    def text(self) -> str:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def shot(self, step: str) -> None:
+        self.shots += 1
+        self.driver.save_screenshot(str(self.folder / f"{self.shots:02d}-{step}.png"))
+
+    def sign_in(self, email: str, password: str = PASSWORD) -> None:
+        self.driver.delete_all_cookies()
+        self.open("/login")
+        self.fill(email=email, password=password)
+        self.press("Přihlásit se")
+        assert "/login" not in self.driver.current_url, self.text()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql" if "postgresql" in DATABASES else DATABASES[0]],
+                         indirect=True)
+def test_invited_requester_raises_a_request_that_is_solved_confirmed_rated_and_closed(
+        portal_server, browser, people, portal_config, rpc, tmp_path, tmp_path_factory, request):
+    folder = tmp_path / "screenshots"
+    print(f"\nscreenshots: {folder}")
+    request.node.user_properties.append(("screenshots", str(folder)))
+    b = Journey(browser, portal_server, folder)
+    attachment = tmp_path / "chyba-tiskarny.txt"
+    attachment.write_text("E05: došel toner\n", encoding="utf-8")
+
+    # an admin invites a new requester of org-1
+    b.sign_in(people["admin"]["email"])
+    b.open("/admin/users")
+    b.fill(email="nova.zakaznice@example.cz", name="Nová Zákaznice")
+    b.driver.find_element("css selector", "input[name=roles][value=requester]").click()
+    b.choose("organisation_id", "org-1")
+    b.shot("admin-invites")
+    b.press("Odeslat pozvánku")
+    assert "nova.zakaznice@example.cz" in b.text()
+    b.shot("invited")
+
+    # the invitee follows the e-mailed link and sets a password, then signs in with it
+    invitation = next(m for m in mails(portal_config) if "nova.zakaznice@example.cz" in m)
+    b.driver.delete_all_cookies()
+    b.open(link_in(invitation, "invite"))
+    b.fill(password=NEW_PASSWORD, password2=NEW_PASSWORD)
+    b.shot("sets-password")
+    b.press("Uložit heslo")
+    assert "Heslo je nastaveno" in b.text(), b.text()
+    b.sign_in("nova.zakaznice@example.cz", NEW_PASSWORD)
+    b.shot("signed-in")
+
+    # a new request with an attachment
+    b.open("/tickets/new")
+    b.fill(subject="Tiskárna ve skladu netiskne", description="Hlásí chybu E05, prosím o výměnu toneru.")
+    b.choose("priority", "high")
+    b.field("attachments").send_keys(str(attachment))
+    b.shot("new-request")
+    b.press("Odeslat požadavek")
+    ticket_path = "/" + b.driver.current_url.split("/", 3)[3]
+    assert ticket_path.startswith("/tickets/"), b.driver.current_url
+    page = b.text()
+    assert "Tiskárna ve skladu netiskne" in page and "chyba-tiskarny.txt" in page and "Přijato" in page
+    b.shot("request-raised")
+
+    # the dispatcher finds it in the unassigned queue and assigns the solver
+    b.sign_in(people["dispatcher"]["email"])
+    b.open("/console?queue=unassigned")
+    assert "Tiskárna ve skladu netiskne" in b.text()
+    b.shot("dispatcher-queue")
+    b.open(ticket_path)
+    b.choose("solver_id", people["solver"]["id"])
+    b.press("Přiřadit")
+    assert browser.find_element("id", "solver").text == people["solver"]["name"]
+    b.shot("assigned")
+
+    # the solver starts work, replies publicly and resolves
+    b.sign_in(people["solver"]["email"])
+    b.open("/console?queue=mine")
+    assert "Tiskárna ve skladu netiskne" in b.text()
+    b.open(ticket_path)
+    b.choose("to_state", "in_progress")
+    b.press("Změnit stav")
+    b.fill(body="Toner jsme vyměnili, tiskárna znovu tiskne.")
+    b.press("Odeslat")
+    b.choose("to_state", "resolved")
+    b.shot("solver-replied")
+    b.press("Změnit stav")
+    assert browser.find_element("id", "state").text == "Vyřešeno"
+    b.shot("resolved")
+
+    # the requester sees the reply, rates the solution and confirms it: the ticket is closed
+    b.sign_in("nova.zakaznice@example.cz", NEW_PASSWORD)
+    b.open(ticket_path)
+    assert "Toner jsme vyměnili, tiskárna znovu tiskne." in b.text()
+    b.shot("requester-sees-reply")
+    b.driver.find_element("css selector", "input[name=score][value='5']").click()
+    b.fill(comment="Rychlé a ochotné")
+    b.press("Ohodnotit")
+    b.press("Potvrdit vyřešení")
+    assert browser.find_element("id", "state").text == "Uzavřeno"
+    assert "5/5 – Rychlé a ochotné" in b.text()
+    b.shot("closed-and-rated")
+
+    # the tickets service agrees
+    staff = {"id": people["admin"]["id"], "name": "Admin", "roles": ["admin"], "organisation_id": None,
+             "email": people["admin"]["email"]}
+    ticket = rpc.tickets.get_ticket(actor=staff, ticket_id=int(ticket_path.rsplit("/", 1)[1]))
+    assert (ticket["state"], ticket["close_reason"], ticket["solver"]["id"]) == \
+        ("closed", "resolved", people["solver"]["id"])
+    assert ticket["rating"]["score"] == 5 and ticket["requester"]["email"] == "nova.zakaznice@example.cz"
+    assert [a["filename"] for a in ticket["attachments"]] == ["chyba-tiskarny.txt"]
+    assert len(list(folder.glob("*.png"))) == b.shots == 12

@@ -1,0 +1,1 @@
+"""SLA service tests (a package, so its conftest never shadows tests/conftest.py as module `conftest`)."""
