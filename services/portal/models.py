@@ -82,3 +82,45 @@ class LoginFailure(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+
+class ReportTicket(Base):
+    """The reports' read model: one row per ticket, kept up to date from tickets and SLA events.
+
+    The portal never reads the tickets service's tables; this row is what the bus told it
+    (reports.py, reports_feed.py). `category_path` is '/1/4/9/' so a category's subtree is a
+    prefix match; the `*_seconds` columns are calendar seconds, stored when the moment is known.
+    """
+
+    __tablename__ = "report_tickets"
+
+    ticket_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    number: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer, doc="the ticket version of the newest snapshot applied")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(24))
+    priority: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(10))
+    category_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    category_path: Mapped[str] = mapped_column(String(200), default="/")
+    organisation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    contract: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    solver_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    solver_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    first_response_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    first_response_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolution_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reopened: Mapped[int] = mapped_column(Integer, default=0, doc="times moved back from resolved to in progress")
+    first_response_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    resolution_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rating_comment: Mapped[str | None] = mapped_column(String(10_000), nullable=True)
+    rated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        Index("ix_report_tickets_created", "created_at"),
+        Index("ix_report_tickets_solver_state", "solver_id", "state"),
+        Index("ix_report_tickets_category_path", "category_path"),
+    )

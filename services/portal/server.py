@@ -4,7 +4,8 @@
 service, so the relay that publishes `portal.account_changed` runs here as a green
 thread of the web process (woken after each commit that wrote an event); several
 portal replicas share the outbox's lease like every other service's relays do. The
-notifier (notifier.py) is a small nameko service run by a runner of its own here.
+notifier (notifier.py) and the reports' feed (reports_feed.py) are small nameko services run by a
+runner of their own here.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from helpdesk.common.observability import start_metrics_server
 from helpdesk.common.outbox import OutboxWriter, Relay
 from helpdesk.portal.models import outbox, outbox_lease
 from helpdesk.portal.notifier import PortalNotifier
+from helpdesk.portal.reports_feed import ReportsFeed
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ def start(cfg: Config, listen: tuple[str, int] | None = None):
     relay_thread = eventlet.spawn(relay.run_forever)
     notifier = ServiceRunner(cfg.nameko())
     notifier.add_service(PortalNotifier)
+    notifier.add_service(ReportsFeed)  # the reports' read model (reports_feed.py)
     notifier.start()
     sock = eventlet.listen(listen or ("0.0.0.0", cfg.portal_port))
     web_thread = eventlet.spawn(eventlet.wsgi.server, sock, app, log=logging.getLogger("helpdesk.portal.http"),

@@ -1,0 +1,251 @@
+"""Reports for managers, computed from the read model `report_tickets` (reports_feed.py).
+
+Three reports, each a list of rows with named columns (the page shows them as a table
+and a chart, `?format=csv` downloads them):
+
+- fulfilment: tickets raised in the range, fulfilled (resolved or closed) vs open,
+  within SLA vs breached — grouped by period, category, organisation, contract, solver,
+  channel or priority;
+- workload: each solver's open tickets by state and by age, and tickets coming in vs
+  resolved per week;
+- efficiency: each solver's resolved count, median and p90 first-response and
+  resolution time, SLA compliance, reopen rate, average rating and its distribution,
+  and the latest rating comments.
+
+Times are calendar time from the ticket's own timestamps; periods and date ranges are
+days as people count them in HELPDESK_TIMEZONE. No Flask here: views.py asks, this answers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy.orm import Session
+
+from helpdesk.common.errors import ValidationFailed
+from helpdesk.portal.models import ReportTicket as R
+
+OPEN = ("received", "in_progress", "waiting_on_customer")
+DONE = ("resolved", "closed")
+PERIODS = ("month", "week", "day")
+GROUPS = PERIODS + ("category", "organisation", "contract", "solver", "channel", "priority")
+AGES = (("age_1d", 1), ("age_3d", 3), ("age_7d", 7), ("age_older", None))
+
+
+class ReportQuery(Schema):
+    """What a report URL may carry; every field optional, so a bookmarked URL keeps working."""
+
+    date_from = fields.Date(load_default=None, data_key="from")
+    date_to = fields.Date(load_default=None, data_key="to")
+    group = fields.String(load_default="month", validate=validate.OneOf(GROUPS))
+    category_id = fields.Integer(load_default=None, data_key="category")
+    organisation_id = fields.String(load_default=None, data_key="organisation", validate=validate.Length(max=64))
+    contract = fields.String(load_default=None, validate=validate.Length(max=64))
+    solver_id = fields.String(load_default=None, data_key="solver", validate=validate.Length(max=64))
+    channel = fields.String(load_default=None, validate=validate.OneOf(("portal", "email", "phone", "api")))
+    priority = fields.String(load_default=None, validate=validate.OneOf(("low", "normal", "high", "urgent")))
+
+    @validates_schema
+    def _range(self, data, **kwargs):
+        if data["date_from"] and data["date_to"] and data["date_from"] > data["date_to"]:
+            raise ValidationError("must not be before 'from'", "to")
+
+
+_QUERY = ReportQuery()
+_KEYS = {f.data_key or name for name, f in _QUERY.fields.items()}
+
+
+@dataclass(frozen=True)
+class Filters:
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    group: str = "month"
+    category_id: int | None = None
+    organisation_id: str | None = None
+    contract: str | None = None
+    solver_id: str | None = None
+    channel: str | None = None
+    priority: str | None = None
+    tz: str = field(default="Europe/Prague", compare=False)
+
+
+def parse_filters(args: dict, tz: str) -> Filters:
+    """Filters from a URL's query string; empty values count as absent. Bad values: ValidationFailed."""
+    data = {k: v for k, v in args.items() if v not in ("", None) and k in _KEYS}
+    try:
+        loaded = _QUERY.load(data)
+    except ValidationError as exc:
+        raise ValidationFailed.from_fields(exc.messages)
+    return Filters(tz=tz, **loaded)
+
+
+def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.timezone.utc)
+
+
+def _conditions(f: Filters) -> list:
+    where = []
+    if f.date_from:
+        where.append(R.created_at >= _local_midnight(f.date_from, f.tz))
+    if f.date_to:
+        where.append(R.created_at < _local_midnight(f.date_to + dt.timedelta(days=1), f.tz))
+    if f.category_id is not None:
+        where.append(R.category_path.like(f"%/{int(f.category_id)}/%"))
+    for column, value in ((R.organisation_id, f.organisation_id), (R.contract, f.contract),
+                          (R.solver_id, f.solver_id), (R.channel, f.channel), (R.priority, f.priority)):
+        if value is not None:
+            where.append(column == value)
+    return where
+
+
+def local_period(session: Session, column, unit: str, tz: str):
+    """The day, week (Monday) or month a timestamp falls in, as 'YYYY-MM-DD' in the time zone `tz`."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.date_trunc(unit, func.timezone(tz, column)), "YYYY-MM-DD")
+    return func.helpdesk_local_period(column, unit, tz)
+
+
+def _count_if(condition):
+    return func.sum(case((condition, 1), else_=0))
+
+
+_BREACHED = or_(R.first_response_breached, R.resolution_breached)
+_FULFILLED = R.state.in_(DONE)
+
+
+# ---------------------------------------------------------------- fulfilment
+
+FULFILMENT_COLUMNS = ("key", "total", "fulfilled", "open", "within_sla", "breached")
+
+
+def fulfilment(session: Session, f: Filters) -> list[dict]:
+    keys = {"category": R.category_id, "organisation": R.organisation_id, "contract": R.contract,
+            "solver": R.solver_id, "channel": R.channel, "priority": R.priority}
+    key = keys[f.group] if f.group in keys else local_period(session, R.created_at, f.group, f.tz)
+    stmt = (select(key.label("key"), func.count().label("total"), _count_if(_FULFILLED).label("fulfilled"),
+                   _count_if(R.state.in_(OPEN)).label("open"),
+                   _count_if(and_(_FULFILLED, ~_BREACHED)).label("within_sla"),
+                   _count_if(_BREACHED).label("breached"))
+            .where(*_conditions(f)).group_by(key))
+    rows = [dict(r._mapping) for r in session.execute(stmt)]
+    rows.sort(key=lambda r: (r["key"] is None, str(r["key"])))
+    return rows
+
+
+# ---------------------------------------------------------------- workload
+
+WORKLOAD_COLUMNS = ("solver_id", "solver_name", "open", *OPEN, *(name for name, _ in AGES))
+WEEKLY_COLUMNS = ("week", "incoming", "resolved")
+
+
+def workload(session: Session, f: Filters, now: dt.datetime) -> list[dict]:
+    """Open assigned tickets per solver, by state and by age (from creation), as of `now`."""
+    open_rows = [R.state.in_(OPEN), R.solver_id.is_not(None), *_conditions(f)]
+    columns = [R.solver_id, func.max(R.solver_name).label("solver_name"), func.count().label("open")]
+    columns += [_count_if(R.state == s).label(s) for s in OPEN]
+    lower = None
+    for name, days in AGES:
+        newer = None if days is None else R.created_at > now - dt.timedelta(days=days)
+        older = None if lower is None else R.created_at <= now - dt.timedelta(days=lower)
+        condition = and_(*(c for c in (newer, older) if c is not None))
+        columns.append(_count_if(condition).label(name))
+        lower = days
+    stmt = select(*columns).where(*open_rows).group_by(R.solver_id)
+    rows = [dict(r._mapping) for r in session.execute(stmt)]
+    rows.sort(key=lambda r: (-r["open"], r["solver_name"] or ""))
+    return rows
+
+
+def weekly(session: Session, f: Filters) -> list[dict]:
+    """Per week: tickets raised (incoming) and tickets resolved in it."""
+    incoming_week = local_period(session, R.created_at, "week", f.tz)
+    resolved_week = local_period(session, R.resolved_at, "week", f.tz)
+    base = [c for c in _conditions(Filters(**{**f.__dict__, "date_from": None, "date_to": None}))]
+    weeks: dict[str, dict] = {}
+    for week, n in session.execute(select(incoming_week, func.count()).where(*base, *_range(f, R.created_at))
+                                   .group_by(incoming_week)):
+        weeks.setdefault(week, {"week": week, "incoming": 0, "resolved": 0})["incoming"] = n
+    for week, n in session.execute(select(resolved_week, func.count())
+                                   .where(*base, R.resolved_at.is_not(None), *_range(f, R.resolved_at))
+                                   .group_by(resolved_week)):
+        weeks.setdefault(week, {"week": week, "incoming": 0, "resolved": 0})["resolved"] = n
+    return [weeks[k] for k in sorted(weeks)]
+
+
+def _range(f: Filters, column) -> list:
+    out = []
+    if f.date_from:
+        out.append(column >= _local_midnight(f.date_from, f.tz))
+    if f.date_to:
+        out.append(column < _local_midnight(f.date_to + dt.timedelta(days=1), f.tz))
+    return out
+
+
+# ---------------------------------------------------------------- efficiency
+
+EFFICIENCY_COLUMNS = ("solver_id", "solver_name", "assigned", "resolved", "first_response_median",
+                      "first_response_p90", "resolution_median", "resolution_p90", "sla_compliance",
+                      "reopen_rate", "rating_average", "ratings", "rating_1", "rating_2", "rating_3",
+                      "rating_4", "rating_5")
+
+
+def _percentiles(session: Session, where: list, column) -> dict[str, tuple[float | None, float | None]]:
+    """solver_id -> (median, p90) of `column` in seconds, over the rows where it is known."""
+    where = [*where, column.is_not(None)]
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = (select(R.solver_id, func.percentile_cont(0.5).within_group(column),
+                       func.percentile_cont(0.9).within_group(column)).where(*where).group_by(R.solver_id))
+        return {s: (m, p) for s, m, p in session.execute(stmt)}
+    values: dict[str, list[float]] = {}
+    for solver, value in session.execute(select(R.solver_id, column).where(*where)):
+        values.setdefault(solver, []).append(value)
+    return {s: (percentile(v, 0.5), percentile(v, 0.9)) for s, v in values.items()}
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = share * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+
+
+def efficiency(session: Session, f: Filters) -> list[dict]:
+    where = [R.solver_id.is_not(None), *_conditions(f)]
+    resolved = R.resolved_at.is_not(None)
+    stmt = (select(R.solver_id, func.max(R.solver_name).label("solver_name"), func.count().label("assigned"),
+                   _count_if(resolved).label("resolved"),
+                   _count_if(and_(or_(resolved, _BREACHED), ~_BREACHED)).label("met"),
+                   _count_if(or_(resolved, _BREACHED)).label("decided"),
+                   _count_if(R.reopened > 0).label("reopened"),
+                   func.avg(R.rating).label("rating_average"), func.count(R.rating).label("ratings"),
+                   *[_count_if(R.rating == score).label(f"rating_{score}") for score in range(1, 6)])
+            .where(*where).group_by(R.solver_id))
+    first = _percentiles(session, where, R.first_response_seconds)
+    resolution = _percentiles(session, where, R.resolution_seconds)
+    rows = []
+    for r in session.execute(stmt):
+        row = dict(r._mapping)
+        met, decided, reopened = row.pop("met"), row.pop("decided"), row.pop("reopened")
+        row["first_response_median"], row["first_response_p90"] = first.get(row["solver_id"], (None, None))
+        row["resolution_median"], row["resolution_p90"] = resolution.get(row["solver_id"], (None, None))
+        row["sla_compliance"] = None if not decided else met / decided
+        row["reopen_rate"] = None if not row["resolved"] else reopened / row["resolved"]
+        row["rating_average"] = None if row["rating_average"] is None else float(row["rating_average"])
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["resolved"], r["solver_name"] or ""))
+    return rows
+
+
+def rating_comments(session: Session, f: Filters, limit: int = 20) -> list[dict]:
+    """The latest ratings that came with a comment."""
+    stmt = (select(R.ticket_id, R.number, R.solver_name, R.rating, R.rating_comment, R.rated_at)
+            .where(R.rating_comment.is_not(None), R.rating_comment != literal(""), *_conditions(f))
+            .order_by(R.rated_at.desc()).limit(limit))
+    return [dict(r._mapping) for r in session.execute(stmt)]
