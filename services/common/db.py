@@ -42,24 +42,6 @@ def _casefold(value):
     return value.casefold() if isinstance(value, str) else value
 
 
-def _local_period(value, unit, tz):
-    """SQLite's stand-in for PostgreSQL's to_char(date_trunc(unit, ts AT TIME ZONE tz), 'YYYY-MM-DD')."""
-    if value is None:
-        return None
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
-    at = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.timezone.utc)
-    day = at.astimezone(ZoneInfo(tz)).date()
-    if unit == "week":
-        day -= dt.timedelta(days=day.weekday())
-    elif unit == "month":
-        day = day.replace(day=1)
-    return day.isoformat()
-
-
 def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -72,8 +54,6 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor.close()
         # SQLite's LIKE and lower() fold ASCII only; Czech text search needs full Unicode case folding
         dbapi_connection.create_function("helpdesk_casefold", 1, _casefold, deterministic=True)
-        # reports group by day, week or month as people in the configured time zone count them
-        dbapi_connection.create_function("helpdesk_local_period", 3, _local_period, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Index, Integer, String
+from sqlalchemy import Boolean, Date, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from helpdesk.common.db import UTCDateTime, new_metadata
@@ -89,7 +89,8 @@ class ReportTicket(Base):
 
     The portal never reads the tickets service's tables; this row is what the bus told it
     (reports.py, reports_feed.py). `category_path` is '/1/4/9/' so a category's subtree is a
-    prefix match; the `*_seconds` columns are calendar seconds, stored when the moment is known.
+    prefix match; the `*_seconds` columns are calendar seconds, stored when the moment is known; the
+    `*_on` columns are local days, so periods and date ranges need no time-zone sums per row.
     """
 
     __tablename__ = "report_tickets"
@@ -98,6 +99,7 @@ class ReportTicket(Base):
     number: Mapped[str] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer, doc="the ticket version of the newest snapshot applied")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_on: Mapped[dt.date] = mapped_column(Date, doc="the local day (HELPDESK_TIMEZONE) it was raised")
     state: Mapped[str] = mapped_column(String(24))
     priority: Mapped[str] = mapped_column(String(10))
     channel: Mapped[str] = mapped_column(String(10))
@@ -109,6 +111,7 @@ class ReportTicket(Base):
     solver_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     first_response_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     first_response_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resolution_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -120,7 +123,8 @@ class ReportTicket(Base):
     rated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
-        Index("ix_report_tickets_created", "created_at"),
+        Index("ix_report_tickets_created_on", "created_on"),
+        Index("ix_report_tickets_resolved_on", "resolved_on"),
         Index("ix_report_tickets_solver_state", "solver_id", "state"),
         Index("ix_report_tickets_category_path", "category_path"),
     )

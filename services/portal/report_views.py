@@ -60,10 +60,9 @@ def _csv(kind: str, columns: tuple, rows: list[dict]) -> Response:
 def report(kind: str):
     if kind not in KINDS:
         return redirect(url_for("reports.report", kind="fulfilment"))
-    cfg = portal().config
-    errors, filters = {}, reports.Filters(tz=cfg.timezone)
+    errors, filters = {}, reports.Filters()
     try:
-        filters = reports.parse_filters(request.args, cfg.timezone)
+        filters = reports.parse_filters(request.args)
     except ValidationFailed as exc:
         errors = exc.details
     lang = language()

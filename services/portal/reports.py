@@ -13,16 +13,17 @@ and a chart, `?format=csv` downloads them):
   and the latest rating comments.
 
 Times are calendar time from the ticket's own timestamps; periods and date ranges are
-days as people count them in HELPDESK_TIMEZONE. No Flask here: views.py asks, this answers.
+days as people count them in HELPDESK_TIMEZONE (the feed stores each ticket's local
+days, so no query converts time zones per row). No Flask here: report_views.py asks.
 """
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
+from dataclasses import dataclass, replace
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from helpdesk.common.errors import ValidationFailed
@@ -69,29 +70,26 @@ class Filters:
     solver_id: str | None = None
     channel: str | None = None
     priority: str | None = None
-    tz: str = field(default="Europe/Prague", compare=False)
 
 
-def parse_filters(args: dict, tz: str) -> Filters:
+def parse_filters(args: dict) -> Filters:
     """Filters from a URL's query string; empty values count as absent. Bad values: ValidationFailed."""
     data = {k: v for k, v in args.items() if v not in ("", None) and k in _KEYS}
     try:
         loaded = _QUERY.load(data)
     except ValidationError as exc:
         raise ValidationFailed.from_fields(exc.messages)
-    return Filters(tz=tz, **loaded)
+    return Filters(**loaded)
 
 
-def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), ZoneInfo(tz)).astimezone(dt.timezone.utc)
+def _days(column, f: Filters) -> list:
+    """`column` (a local day) within the filter's date range."""
+    return [c for c in (column >= f.date_from if f.date_from else None,
+                        column <= f.date_to if f.date_to else None) if c is not None]
 
 
 def _conditions(f: Filters) -> list:
-    where = []
-    if f.date_from:
-        where.append(R.created_at >= _local_midnight(f.date_from, f.tz))
-    if f.date_to:
-        where.append(R.created_at < _local_midnight(f.date_to + dt.timedelta(days=1), f.tz))
+    where = _days(R.created_on, f)
     if f.category_id is not None:
         where.append(R.category_path.like(f"%/{int(f.category_id)}/%"))
     for column, value in ((R.organisation_id, f.organisation_id), (R.contract, f.contract),
@@ -101,11 +99,13 @@ def _conditions(f: Filters) -> list:
     return where
 
 
-def local_period(session: Session, column, unit: str, tz: str):
-    """The day, week (Monday) or month a timestamp falls in, as 'YYYY-MM-DD' in the time zone `tz`."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.date_trunc(unit, func.timezone(tz, column)), "YYYY-MM-DD")
-    return func.helpdesk_local_period(column, unit, tz)
+def period_of(day: dt.date, unit: str) -> str:
+    """The day, week (starting Monday) or month a local day falls in, as 'YYYY-MM-DD' of its first day."""
+    if unit == "week":
+        day -= dt.timedelta(days=day.weekday())
+    elif unit == "month":
+        day = day.replace(day=1)
+    return day.isoformat()
 
 
 def _count_if(condition):
@@ -124,15 +124,19 @@ FULFILMENT_COLUMNS = ("key", "total", "fulfilled", "open", "within_sla", "breach
 def fulfilment(session: Session, f: Filters) -> list[dict]:
     keys = {"category": R.category_id, "organisation": R.organisation_id, "contract": R.contract,
             "solver": R.solver_id, "channel": R.channel, "priority": R.priority}
-    key = keys[f.group] if f.group in keys else local_period(session, R.created_at, f.group, f.tz)
+    key = keys.get(f.group, R.created_on)  # periods: per day here, rolled up below (a few hundred rows)
     stmt = (select(key.label("key"), func.count().label("total"), _count_if(_FULFILLED).label("fulfilled"),
                    _count_if(R.state.in_(OPEN)).label("open"),
                    _count_if(and_(_FULFILLED, ~_BREACHED)).label("within_sla"),
                    _count_if(_BREACHED).label("breached"))
             .where(*_conditions(f)).group_by(key))
-    rows = [dict(r._mapping) for r in session.execute(stmt)]
-    rows.sort(key=lambda r: (r["key"] is None, str(r["key"])))
-    return rows
+    rows: dict = {}
+    for r in session.execute(stmt):
+        k = period_of(r.key, f.group) if f.group in PERIODS else r.key
+        row = rows.setdefault(k, dict.fromkeys(FULFILMENT_COLUMNS, 0) | {"key": k})
+        for column in FULFILMENT_COLUMNS[1:]:
+            row[column] += getattr(r, column)
+    return sorted(rows.values(), key=lambda r: (r["key"] is None, str(r["key"])))
 
 
 # ---------------------------------------------------------------- workload
@@ -161,27 +165,15 @@ def workload(session: Session, f: Filters, now: dt.datetime) -> list[dict]:
 
 def weekly(session: Session, f: Filters) -> list[dict]:
     """Per week: tickets raised (incoming) and tickets resolved in it."""
-    incoming_week = local_period(session, R.created_at, "week", f.tz)
-    resolved_week = local_period(session, R.resolved_at, "week", f.tz)
-    base = [c for c in _conditions(Filters(**{**f.__dict__, "date_from": None, "date_to": None}))]
+    others = _conditions(replace(f, date_from=None, date_to=None))
     weeks: dict[str, dict] = {}
-    for week, n in session.execute(select(incoming_week, func.count()).where(*base, *_range(f, R.created_at))
-                                   .group_by(incoming_week)):
-        weeks.setdefault(week, {"week": week, "incoming": 0, "resolved": 0})["incoming"] = n
-    for week, n in session.execute(select(resolved_week, func.count())
-                                   .where(*base, R.resolved_at.is_not(None), *_range(f, R.resolved_at))
-                                   .group_by(resolved_week)):
-        weeks.setdefault(week, {"week": week, "incoming": 0, "resolved": 0})["resolved"] = n
+    for column, what in ((R.created_on, "incoming"), (R.resolved_on, "resolved")):
+        stmt = (select(column, func.count()).where(column.is_not(None), *_days(column, f), *others)
+                .group_by(column))
+        for day, n in session.execute(stmt):
+            week = period_of(day, "week")
+            weeks.setdefault(week, {"week": week, "incoming": 0, "resolved": 0})[what] += n
     return [weeks[k] for k in sorted(weeks)]
-
-
-def _range(f: Filters, column) -> list:
-    out = []
-    if f.date_from:
-        out.append(column >= _local_midnight(f.date_from, f.tz))
-    if f.date_to:
-        out.append(column < _local_midnight(f.date_to + dt.timedelta(days=1), f.tz))
-    return out
 
 
 # ---------------------------------------------------------------- efficiency
@@ -192,17 +184,25 @@ EFFICIENCY_COLUMNS = ("solver_id", "solver_name", "assigned", "resolved", "first
                       "rating_4", "rating_5")
 
 
-def _percentiles(session: Session, where: list, column) -> dict[str, tuple[float | None, float | None]]:
-    """solver_id -> (median, p90) of `column` in seconds, over the rows where it is known."""
-    where = [*where, column.is_not(None)]
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = (select(R.solver_id, func.percentile_cont(0.5).within_group(column),
-                       func.percentile_cont(0.9).within_group(column)).where(*where).group_by(R.solver_id))
-        return {s: (m, p) for s, m, p in session.execute(stmt)}
-    values: dict[str, list[float]] = {}
-    for solver, value in session.execute(select(R.solver_id, column).where(*where)):
-        values.setdefault(solver, []).append(value)
-    return {s: (percentile(v, 0.5), percentile(v, 0.9)) for s, v in values.items()}
+def _percentiles(session: Session, where: list) -> dict[str, dict[str, float | None]]:
+    """solver_id -> median and p90 of first-response and resolution seconds, over the rows that have them."""
+    spans = {"first_response": R.first_response_seconds, "resolution": R.resolution_seconds}
+    if session.get_bind().dialect.name == "postgresql":  # one scan: ordered-set aggregates, filtered per span
+        columns = [func.percentile_cont(postgresql.array([0.5, 0.9])).within_group(c).filter(c.is_not(None))
+                   .label(name) for name, c in spans.items()]
+        out = {}
+        for row in session.execute(select(R.solver_id, *columns).where(*where).group_by(R.solver_id)):
+            out[row.solver_id] = {f"{name}_{q}": (getattr(row, name) or [None, None])[i]
+                                  for name in spans for i, q in enumerate(("median", "p90"))}
+        return out
+    values: dict[str, dict[str, list]] = {}
+    for row in session.execute(select(R.solver_id, *spans.values()).where(*where)):
+        mine = values.setdefault(row.solver_id, {name: [] for name in spans})
+        for name, c in spans.items():
+            if getattr(row, c.key) is not None:
+                mine[name].append(getattr(row, c.key))
+    return {solver: {f"{name}_{q}": percentile(v[name], share) for name in spans
+                     for q, share in (("median", 0.5), ("p90", 0.9))} for solver, v in values.items()}
 
 
 def percentile(values: list[float], share: float) -> float | None:
@@ -227,14 +227,12 @@ def efficiency(session: Session, f: Filters) -> list[dict]:
                    func.avg(R.rating).label("rating_average"), func.count(R.rating).label("ratings"),
                    *[_count_if(R.rating == score).label(f"rating_{score}") for score in range(1, 6)])
             .where(*where).group_by(R.solver_id))
-    first = _percentiles(session, where, R.first_response_seconds)
-    resolution = _percentiles(session, where, R.resolution_seconds)
+    spans = _percentiles(session, where)
     rows = []
     for r in session.execute(stmt):
         row = dict(r._mapping)
         met, decided, reopened = row.pop("met"), row.pop("decided"), row.pop("reopened")
-        row["first_response_median"], row["first_response_p90"] = first.get(row["solver_id"], (None, None))
-        row["resolution_median"], row["resolution_p90"] = resolution.get(row["solver_id"], (None, None))
+        row.update(spans.get(row["solver_id"]) or dict.fromkeys(EFFICIENCY_COLUMNS[4:8]))
         row["sla_compliance"] = None if not decided else met / decided
         row["reopen_rate"] = None if not row["resolved"] else reopened / row["resolved"]
         row["rating_average"] = None if row["rating_average"] is None else float(row["rating_average"])

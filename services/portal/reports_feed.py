@@ -9,10 +9,13 @@ holds are counted from the events themselves, each once (`@idempotent`): reopeni
 """
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from helpdesk.common.db import DatabaseProvider
+from helpdesk.common.dependencies import ConfigProvider
 from helpdesk.common.inbox import event_handler, idempotent
 from helpdesk.common.observability import Observability
 from helpdesk.portal.models import Base, ReportTicket
@@ -27,10 +30,15 @@ def _seconds(later, earlier) -> int | None:
     return None if later is None or earlier is None else int((later - earlier).total_seconds())
 
 
-def _row(session, snapshot: dict) -> ReportTicket:
+def _day(at, tz: str):
+    return None if at is None else at.astimezone(ZoneInfo(tz)).date()
+
+
+def _row(session, snapshot: dict, tz: str) -> ReportTicket:
     """The ticket's row, locked; created from the snapshot if the feed has not seen the ticket yet."""
     values = {"ticket_id": snapshot["id"], "number": snapshot["number"], "version": 0,
-              "created_at": snapshot["created_at"], "state": snapshot["state"], "priority": snapshot["priority"],
+              "created_at": snapshot["created_at"], "created_on": _day(snapshot["created_at"], tz),
+              "state": snapshot["state"], "priority": snapshot["priority"],
               "channel": snapshot["channel"], "category_path": "/", "reopened": 0,
               "first_response_breached": False, "resolution_breached": False}
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
@@ -39,14 +47,16 @@ def _row(session, snapshot: dict) -> ReportTicket:
                            .with_for_update()).scalar_one()
 
 
-def apply_snapshot(session, snapshot: dict) -> ReportTicket:
-    row = _row(session, snapshot)
+def apply_snapshot(session, snapshot: dict, tz: str) -> ReportTicket:
+    """Take the snapshot into the ticket's row, unless the row holds a newer one; `tz` makes the local days."""
+    row = _row(session, snapshot, tz)
     if snapshot["version"] <= row.version:
         return row  # an older picture of the ticket than the row already holds
     solver = snapshot.get("solver") or {}
     row.version = snapshot["version"]
     row.number = snapshot["number"]
     row.created_at = snapshot["created_at"]
+    row.created_on = _day(row.created_at, tz)
     row.state = snapshot["state"]
     row.priority = snapshot["priority"]
     row.channel = snapshot["channel"]
@@ -58,6 +68,7 @@ def apply_snapshot(session, snapshot: dict) -> ReportTicket:
     row.solver_name = solver.get("name")
     row.first_response_at = snapshot.get("first_response_at")
     row.resolved_at = snapshot.get("resolved_at")
+    row.resolved_on = _day(row.resolved_at, tz)
     row.closed_at = snapshot.get("closed_at")
     row.first_response_seconds = _seconds(row.first_response_at, row.created_at)
     row.resolution_seconds = _seconds(row.resolved_at, row.created_at)
@@ -69,38 +80,42 @@ class ReportsFeed:
 
     observe = Observability()
     db = DatabaseProvider("portal", Base.metadata)
+    config = ConfigProvider()
+
+    def _apply(self, session, event) -> ReportTicket:
+        return apply_snapshot(session, event.payload["ticket"], self.config.timezone)
 
     @event_handler("tickets", "ticket_created")
     @idempotent
     def on_ticket_created(self, session, event):
-        apply_snapshot(session, event.payload["ticket"])
+        self._apply(session, event)
 
     @event_handler("tickets", "ticket_updated")
     @idempotent
     def on_ticket_updated(self, session, event):
-        apply_snapshot(session, event.payload["ticket"])
+        self._apply(session, event)
 
     @event_handler("tickets", "ticket_assigned")
     @idempotent
     def on_ticket_assigned(self, session, event):
-        apply_snapshot(session, event.payload["ticket"])
+        self._apply(session, event)
 
     @event_handler("tickets", "comment_added")
     @idempotent
     def on_comment_added(self, session, event):
-        apply_snapshot(session, event.payload["ticket"])  # the first public staff reply sets first_response_at
+        self._apply(session, event)  # the first public staff reply sets first_response_at
 
     @event_handler("tickets", "ticket_state_changed")
     @idempotent
     def on_ticket_state_changed(self, session, event):
-        row = apply_snapshot(session, event.payload["ticket"])
+        row = self._apply(session, event)
         if event.payload["from_state"] == "resolved" and event.payload["to_state"] == "in_progress":
             row.reopened += 1
 
     @event_handler("tickets", "ticket_rated")
     @idempotent
     def on_ticket_rated(self, session, event):
-        row = apply_snapshot(session, event.payload["ticket"])
+        row = self._apply(session, event)
         rating = event.payload["rating"]
         if row.rated_at is None or rating["rated_at"] >= row.rated_at:  # the newest rating counts
             row.rating, row.rating_comment, row.rated_at = rating["score"], rating["comment"], rating["rated_at"]
@@ -112,7 +127,7 @@ class ReportsFeed:
         if row is None:  # the breach came before any tickets event: start the row from what it says
             row = _row(session, {"id": event.payload["ticket_id"], "number": event.payload["number"],
                                  "created_at": event.occurred_at, "state": "received", "priority": "normal",
-                                 "channel": "portal"})
+                                 "channel": "portal"}, self.config.timezone)
         if event.payload["target"] == "first_response":
             row.first_response_breached = True
         else:

@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import io
 import time
+from zoneinfo import ZoneInfo
 
 import pytest
 from nameko.standalone.events import event_dispatcher
@@ -106,7 +107,7 @@ def test_reports_equal_a_recomputation_from_the_raw_tickets(worked_tickets, port
             break
         time.sleep(0.1)
     raw = _raw(rpc, ids)
-    filters = reports.Filters(group="priority", tz="Europe/Prague")
+    filters = reports.Filters(group="priority")
 
     expected: dict[str, dict] = {}
     for t in raw:
@@ -192,11 +193,29 @@ def test_an_older_snapshot_never_moves_a_row_back(portal_db):
             "channel": "email", "category_path": [1, 4], "solver": {"id": "s-1", "name": "Jana"},
             "resolved_at": now + dt.timedelta(hours=2), "version": 5}
     with portal_db() as s:
-        apply_snapshot(s, snap)
-        apply_snapshot(s, {**snap, "state": "in_progress", "resolved_at": None, "version": 3})
+        apply_snapshot(s, snap, "Europe/Prague")
+        apply_snapshot(s, {**snap, "state": "in_progress", "resolved_at": None, "version": 3}, "Europe/Prague")
     with portal_db() as s:
         row = s.get(ReportTicket, 7)
         assert (row.state, row.version, row.resolution_seconds, row.category_path) == ("resolved", 5, 7200, "/1/4/")
+        assert row.created_on == now.astimezone(ZoneInfo("Europe/Prague")).date()
+
+
+def test_periods_are_local_days_weeks_and_months():
+    day = dt.date(2026, 3, 29)  # a Sunday, the day summer time starts in Prague
+    assert reports.period_of(day, "day") == "2026-03-29"
+    assert reports.period_of(day, "week") == "2026-03-23"
+    assert reports.period_of(day, "month") == "2026-03-01"
+
+
+def test_a_ticket_raised_late_in_the_evening_counts_on_its_local_day(portal_db):
+    late = dt.datetime(2026, 12, 31, 23, 30, tzinfo=dt.timezone.utc)  # 1 January 00:30 in Prague
+    snap = {"id": 8, "number": "HD-2027-000001", "created_at": late, "state": "received", "priority": "normal",
+            "channel": "portal", "version": 1}
+    with portal_db() as s:
+        apply_snapshot(s, snap, "Europe/Prague")
+        rows = reports.fulfilment(s, reports.Filters(group="month", date_from=dt.date(2027, 1, 1)))
+    assert rows == [{"key": "2027-01-01", "total": 1, "fulfilled": 0, "open": 1, "within_sla": 0, "breached": 0}]
 
 
 @pytest.mark.parametrize("values,share,expected", [

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("number", sa.String(32), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", UTC, nullable=False),
+        sa.Column("created_on", sa.Date(), nullable=False),
         sa.Column("state", sa.String(24), nullable=False),
         sa.Column("priority", sa.String(10), nullable=False),
         sa.Column("channel", sa.String(10), nullable=False),
@@ -36,6 +37,7 @@ def upgrade() -> None:
         sa.Column("solver_name", sa.String(200), nullable=True),
         sa.Column("first_response_at", UTC, nullable=True),
         sa.Column("resolved_at", UTC, nullable=True),
+        sa.Column("resolved_on", sa.Date(), nullable=True),
         sa.Column("closed_at", UTC, nullable=True),
         sa.Column("first_response_seconds", sa.Integer(), nullable=True),
         sa.Column("resolution_seconds", sa.Integer(), nullable=True),
@@ -47,7 +49,8 @@ def upgrade() -> None:
         sa.Column("rated_at", UTC, nullable=True),
         sa.PrimaryKeyConstraint("ticket_id", name=op.f("pk_report_tickets")),
     )
-    op.create_index("ix_report_tickets_created", "report_tickets", ["created_at"])
+    op.create_index("ix_report_tickets_created_on", "report_tickets", ["created_on"])
+    op.create_index("ix_report_tickets_resolved_on", "report_tickets", ["resolved_on"])
     op.create_index("ix_report_tickets_solver_state", "report_tickets", ["solver_id", "state"])
     op.create_index("ix_report_tickets_category_path", "report_tickets", ["category_path"])
 
