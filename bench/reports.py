@@ -55,7 +55,7 @@ FROM (
              WHEN i % 100 < 97 THEN 'received' ELSE 'waiting_on_customer' END AS st,
         10 + (i % 3) * 10 + (i % 10) AS cat,
         60 + (i * 31) % 28800 AS fr, 3600 + (i * 131) % 864000 AS rs
-    FROM generate_series(1, :n) AS i
+    FROM generate_series(1::bigint, :n) AS i
 ) AS g
 """
 
@@ -131,8 +131,13 @@ def main() -> int:
     if not (args.reuse and C.pg_exists(name)):
         C.pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         C.pg_admin(f"CREATE DATABASE {name}")
-        db.migrate(url, _migrations_path("helpdesk.portal:migrations"))
-        fill(url, args.tickets)
+        try:
+            db.migrate(url, _migrations_path("helpdesk.portal:migrations"))
+            fill(url, args.tickets)
+        except BaseException:
+            db.get_engine(url).dispose()
+            C.drop_db(name)  # never leave a half-filled database for --reuse to find
+            raise
     try:
         runs = [measure(url, args.repeat) for _ in range(args.runs)]
     finally:

@@ -22,7 +22,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -109,7 +109,7 @@ def period_of(day: dt.date, unit: str) -> str:
 
 
 def _count_if(condition):
-    return func.sum(case((condition, 1), else_=0))
+    return func.count().filter(condition)  # cheaper than sum(CASE …) on PostgreSQL; SQLite has FILTER too
 
 
 _BREACHED = or_(R.first_response_breached, R.resolution_breached)
