@@ -211,6 +211,8 @@ def test_priority_change_rechooses_the_policy(run_services, rpc, publish):
                                           "changes": {"priority": {"old": "normal", "new": "urgent"}}})
     clocks = wait_until(lambda: (c := rpc.sla.get_clocks(501))["policy"]["id"] == urgent["id"] and c)
     assert [c["target_minutes"] for c in clocks["clocks"]] == [15, 120]
+    many = rpc.sla.get_clocks_many([501, 999999])
+    assert set(many) == {"501"} and many["501"]["policy"]["name"] == "Urgentní"
 
 
 def test_calendar_edit_recomputes_open_deadlines(run_services, rpc, publish, config):
