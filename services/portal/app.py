@@ -235,6 +235,7 @@ def create_app(cfg: Config, rpc: RpcPool | None = None, mail: MailSender | None 
             "channel_label": lambda c: i18n.label(i18n.CHANNEL_LABELS, c, lang),
             "reason_label": lambda r: i18n.label(i18n.REASON_LABELS, r, lang),
             "when": lambda v: i18n.format_time(v, cfg.timezone, lang),
+            "minutes": i18n.format_minutes,
             "states": list(i18n.STATE_LABELS), "priorities": list(i18n.PRIORITY_LABELS),
         }
 

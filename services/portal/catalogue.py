@@ -220,4 +220,12 @@ CS = {
     "Under 1 day": "Do 1 dne",
     "Week": "Týden",
     "Within SLA": "V rámci SLA",
+    # SLA clocks
+    "First response": "První reakce",
+    "Resolution": "Vyřešení",
+    "SLA": "SLA",
+    "due": "termín",
+    "late by {duration}": "po termínu o {duration}",
+    "met": "splněno",
+    "paused": "pozastaveno",
 }

@@ -66,3 +66,14 @@ def format_time(value, zone: str, language: str) -> str:
     if language == "cs":
         return f"{local.day}. {local.month}. {local.year} {local:%H:%M}"
     return local.strftime("%Y-%m-%d %H:%M")
+
+
+def format_minutes(value) -> str:
+    """A span of (business) minutes for people: '45 min', '3 h 05 min'; negative spans lose their sign."""
+    if value is None:
+        return ""
+    minutes = abs(int(value))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -9,8 +9,10 @@ broker down) becomes `ServiceUnavailable`, which the portal answers with 503.
 from __future__ import annotations
 
 import logging
+import time
 
 from eventlet.queue import LightQueue
+from kombu import Connection
 from nameko.exceptions import RpcTimeout, UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
@@ -45,6 +47,25 @@ class RpcPool:
         self.size = size
         self._idle: LightQueue = LightQueue()
         self._made = 0
+        self._serving: dict[str, tuple[bool, float]] = {}
+
+    def serving(self, service: str, ttl: float = 5.0) -> bool:
+        """Whether a replica of `service` consumes its RPC queue now (asked at most every `ttl` s).
+
+        For calls a page can do without (SLA clocks beside a ticket): when nobody serves them,
+        skip them at once instead of waiting for the call's timeout."""
+        now = time.monotonic()
+        known = self._serving.get(service)
+        if known is not None and now - known[1] < ttl:
+            return known[0]
+        try:
+            with Connection(self.config["AMQP_URI"], connect_timeout=2) as conn:
+                _name, _messages, consumers = conn.default_channel.queue_declare(f"rpc-{service}", passive=True)
+            answer = consumers > 0
+        except Exception:  # noqa: BLE001 - no queue (never started) or no broker: nobody serves it
+            answer = False
+        self._serving[service] = (answer, now)
+        return answer
 
     def _take(self) -> _Client:
         if not self._idle.empty() or self._made >= self.size:

@@ -26,6 +26,27 @@ def rpc(method: str, **kwargs):
     return portal().rpc.tickets(method, **kwargs)
 
 
+def sla_of(ticket_ids: list[int]) -> dict[int, dict]:
+    """The SLA clocks of tickets, by id, from the SLA service; none when it does not answer (pages still work)."""
+    if not ticket_ids or not portal().rpc.serving("sla"):
+        return {}
+    try:
+        found = portal().rpc.call("sla", "get_clocks_many", ticket_ids=list(ticket_ids))
+    except HelpdeskError:  # not running, not answering, or it does not know the tickets yet
+        return {}
+    return {int(k): v for k, v in found.items()}
+
+
+def current_clock(view: dict | None) -> dict | None:
+    """The clock that matters now: a breached one first, else the first still open (first response, resolution)."""
+    clocks = (view or {}).get("clocks") or []
+    for wanted in (("breached",), ("running", "paused")):
+        for clock in clocks:
+            if clock["state"] in wanted:
+                return clock
+    return None
+
+
 def category_options(tree: list, active_only: bool = True, depth: int = 0) -> list[tuple[int, str]]:
     """The category tree as (id, indented name) rows for a select; inactive branches left out for new tickets."""
     out = []
@@ -149,9 +170,10 @@ def console():
     with portal().transaction() as s:
         solvers = accounts.list_accounts(s, role="solver")
         orgs = accounts.list_organisations(s)
+    sla = {i: current_clock(v) for i, v in sla_of([t["id"] for t in page["items"]]).items()}
     return render_template("console.html", page=page, queue=queue, queues=QUEUES, counts=counts, args=request.args,
                            errors=errors, categories=category_options(tree, active_only=False),
-                           names=category_names(tree), solvers=solvers, orgs=orgs)
+                           names=category_names(tree), solvers=solvers, orgs=orgs, sla=sla)
 
 
 @bp.route("/tickets/new", methods=["GET", "POST"])
@@ -205,7 +227,8 @@ def _detail(ticket_id: int, errors: dict | None = None, form=None, status: int =
     if staff:
         with portal().transaction() as s:
             solvers = [a for a in accounts.list_accounts(s, role="solver") if a["active"] and not a["invited"]]
-    return render_template("ticket.html", t=ticket, staff=staff, history=history, solvers=solvers,
+    clocks = (sla_of([ticket_id]).get(ticket_id) or {}).get("clocks", []) if staff else []
+    return render_template("ticket.html", t=ticket, staff=staff, history=history, solvers=solvers, clocks=clocks,
                            names=category_names(tree), categories=category_options(tree),
                            errors=errors or {}, form=form or {}), status
 
