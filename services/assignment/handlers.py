@@ -7,6 +7,7 @@ here and done by service.py after commit, so the decision path never waits on th
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass
@@ -262,6 +263,7 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
         c = session.get(ContractRow, facts.contract)
         if c is not None:
             contract = domain.ContractFacts(c.number, c.closed, c.guarantor_employee_id, c.valid_to)
+            solvers = _with_guarantor_linked(session, solvers, c.guarantor_employee_id)
     decision = domain.decide(facts, rule, solvers, now, contract=contract, turn=turn, start=start, exclude=exclude,
                              loads=counts)
 
@@ -308,6 +310,24 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
         for s in domain.dispatchers(solvers):
             _notify(session, s.email, *notices.queued(settings.language, ticket_label, decision.note), now)
     return Routed(tracked.ticket_id, decision, _owed_of(row) if rpc_owed else None)
+
+
+def _with_guarantor_linked(session: Session, solvers: list, employee_id: int | None) -> list:
+    """Link the guarantor's HELIOS employee to their solver now if the events that would have linked them
+    were handled side by side (each transaction not yet seeing the other's row)."""
+    if employee_id is None or any(s.employee_id == employee_id for s in solvers):
+        return solvers
+    emp = session.get(EmployeeRow, employee_id)
+    if emp is None:
+        return solvers
+    keys = {k.casefold() for k in (emp.login, emp.email) if k}
+    for i, s in enumerate(solvers):
+        if s.employee_id is None and (s.id.casefold() in keys or (s.email and s.email.casefold() in keys)):
+            session.execute(update(SolverRow).where(SolverRow.id == s.id)
+                            .values(employee_id=emp.helios_id, updated_at=events.utcnow()))
+            linked = dataclasses.replace(s, employee_id=emp.helios_id, employee_active=emp.active)
+            return solvers[:i] + [linked] + solvers[i + 1:]
+    return solvers
 
 
 def ticket_created(session: Session, outbox, snap: dict, settings: Settings, now: dt.datetime,

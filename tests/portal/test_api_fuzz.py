@@ -1,5 +1,6 @@
 """Property-based fuzzing of the REST API: whatever a client sends, the answer is never a 5xx, and every
-error is problem+json. (A stand-in for schemathesis, with the hypothesis the suite already has.)"""
+error is problem+json. (Beside test_api_schemathesis.py, which fuzzes
+what the OpenAPI document describes: this one sends unknown fields and methods the document does not describe.)"""
 from __future__ import annotations
 
 import pytest

@@ -22,8 +22,9 @@ def with_sla(run_services, portal_config, database_url, tmp_path):
     with _new_database(kind, tmp_path) as url:
         db.migrate(url, _migrations_path(SERVICES["sla"][1]))
         cfg = dataclasses.replace(portal_config, database_urls={**portal_config.database_urls, "sla": url})
-        run_services(SlaService, cfg=cfg)
+        runner = run_services(SlaService, cfg=cfg)
         yield
+        runner.stop()  # before its database goes
 
 
 def _known_to_sla(rpc, ticket_id, timeout=15.0):
