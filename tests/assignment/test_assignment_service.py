@@ -10,7 +10,7 @@ import pytest
 from helpdesk.common.errors import Conflict, ValidationFailed
 from support import ADMIN, DISPATCHER, actor, new_ticket
 
-from assignment_support import account, contract, employee, wait_until
+from .assignment_support import account, contract, employee, wait_until
 
 pytestmark = pytest.mark.integration
 
