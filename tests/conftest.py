@@ -30,6 +30,32 @@ PG_TEMPLATE = f"helpdesk_tpl_{os.getpid()}"
 DATABASES = [d for d in os.environ.get("HELPDESK_TEST_DATABASES", "sqlite,postgresql").split(",") if d]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "postgresql: runs on PostgreSQL only (there is no SQLite variant)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Select the tests of the chosen databases.
+
+    HELPDESK_TEST_DATABASES names the databases the parametrized tests run on; tests marked
+    `postgresql` run only when PostgreSQL is among them. HELPDESK_TEST_DATABASE_TESTS_ONLY=1
+    keeps only tests that run on one of those databases: `make test` runs the SQLite half
+    (with every test that needs no database) and the PostgreSQL half in two processes at once.
+    """
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on = {v for v in params.params.values() if v in ("sqlite", "postgresql")} if params else set()
+        if item.get_closest_marker("postgresql"):
+            on.add("postgresql")
+        wanted = (not on or on & set(DATABASES)) if not os.environ.get("HELPDESK_TEST_DATABASE_TESTS_ONLY") \
+            else on & set(DATABASES)
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 

@@ -8,6 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from helpdesk.cli import STORES, SERVICES, _migrations_path
 from helpdesk.assignment.models import Base as AssignmentBase
 from helpdesk.common import db
+from helpdesk.erp_bridge.models import metadata as ErpBridgeMetadata
 from helpdesk.portal.models import Base as PortalBase
 from helpdesk.sla.models import Base as SlaBase
 from helpdesk.tickets.models import Base as TicketsBase
@@ -15,6 +16,7 @@ from helpdesk.tickets.models import Base as TicketsBase
 MODELS = {"tickets": TicketsBase.metadata, "portal": PortalBase.metadata}
 MODELS["assignment"] = AssignmentBase.metadata
 MODELS["sla"] = SlaBase.metadata
+MODELS["erp_bridge"] = ErpBridgeMetadata
 SPECS = {**{name: spec for name, (_cls, spec) in SERVICES.items()}, **STORES}
 
 
@@ -33,7 +35,7 @@ def test_every_store_has_migrations():
     assert set(SPECS) == set(MODELS)
 
 
-@pytest.mark.skipif("postgresql" not in __import__("conftest").DATABASES, reason="PostgreSQL half not selected")
+@pytest.mark.postgresql
 def test_replicas_starting_together_migrate_one_at_a_time(tmp_path):
     """Every `helpdesk run` migrates at start: replicas starting at once must not race on PostgreSQL."""
     import eventlet

@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 
-from conftest import DATABASES
 
 from .conftest import PASSWORD, link_in, mails
 
@@ -99,8 +98,8 @@ class Journey:
         assert "/login" not in self.driver.current_url, self.text()
 
 
-@pytest.mark.parametrize("database_url", ["postgresql" if "postgresql" in DATABASES else DATABASES[0]],
-                         indirect=True)
+@pytest.mark.postgresql  # one journey is enough: on PostgreSQL, as in production
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_invited_requester_raises_a_request_that_is_solved_confirmed_rated_and_closed(
         portal_server, browser, people, portal_config, rpc, tmp_path, tmp_path_factory, request):
     folder = tmp_path / "screenshots"
