@@ -52,6 +52,8 @@ def upgrade() -> None:
     op.create_index("ix_report_tickets_created_on", "report_tickets", ["created_on"])
     op.create_index("ix_report_tickets_resolved_on", "report_tickets", ["resolved_on"])
     op.create_index("ix_report_tickets_solver_state", "report_tickets", ["solver_id", "state"])
+    op.create_index("ix_report_tickets_solver_spans", "report_tickets",
+                    ["solver_id", "created_on", "first_response_seconds", "resolution_seconds"])
     op.create_index("ix_report_tickets_category_path", "report_tickets", ["category_path"])
 
 
