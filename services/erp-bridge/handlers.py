@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.common.errors import NotFound
@@ -29,8 +29,19 @@ def _json(payload: dict) -> str:
 # ---------------------------------------------------------------- cursors and status
 
 def get_cursor(session: Session, entity: str) -> domain.Cursor:
-    row = session.execute(select(cursors).where(cursors.c.entity == entity)).first()
-    return domain.Cursor(row.changed, row.row_version) if row else domain.Cursor()
+    return cursor_if_due(session, entity, None)
+
+
+def cursor_if_due(session: Session, entity: str, now: dt.datetime | None) -> domain.Cursor | None:
+    """The entity's cursor (its row made on first use), or None while a failed poll's back-off lasts."""
+    row = session.execute(select(cursors.c.changed, cursors.c.row_version, cursors.c.next_attempt_at)
+                          .where(cursors.c.entity == entity)).first()
+    if row is None:
+        session.execute(insert(cursors).values(entity=entity, errors_in_row=0, rows_total=0))
+        return domain.Cursor()
+    if now is not None and row.next_attempt_at is not None and row.next_attempt_at > now:
+        return None
+    return domain.Cursor(row.changed, row.row_version)
 
 
 def _ensure_cursor(session: Session, entity: str) -> None:
@@ -40,15 +51,14 @@ def _ensure_cursor(session: Session, entity: str) -> None:
 
 def save_cursor(session: Session, entity: str, cursor: domain.Cursor, now: dt.datetime, tz: str,
                 stored: int = 0) -> None:
-    """The batch is stored in this same transaction: the cursor never runs ahead of the data."""
-    _ensure_cursor(session, entity)
+    """The batch is stored in this same transaction: the cursor never runs ahead of the data
+    (the row exists: get_cursor made it)."""
     session.execute(update(cursors).where(cursors.c.entity == entity).values(
         changed=cursor.changed, row_version=cursor.row_version, last_change_at=domain.to_aware(cursor.changed, tz),
         rows_total=cursors.c.rows_total + stored))
 
 
 def sync_succeeded(session: Session, entity: str, now: dt.datetime) -> None:
-    _ensure_cursor(session, entity)
     session.execute(update(cursors).where(cursors.c.entity == entity).values(
         last_success_at=now, errors_in_row=0, next_attempt_at=None))
 
@@ -62,11 +72,6 @@ def sync_failed(session: Session, entity: str, error: str, now: dt.datetime, ret
     session.execute(update(cursors).where(cursors.c.entity == entity).values(
         last_error=error[:2000], last_error_at=now, errors_in_row=errors + 1, next_attempt_at=at))
     return at
-
-
-def due(session: Session, entity: str, now: dt.datetime) -> bool:
-    at = session.execute(select(cursors.c.next_attempt_at).where(cursors.c.entity == entity)).scalar()
-    return at is None or at <= now
 
 
 def reconcile_due(session: Session, entity: str, now: dt.datetime, every_seconds: float) -> bool:
@@ -148,17 +153,16 @@ def store(session: Session, outbox, entity: str, payloads: list[dict], now: dt.d
             continue
         row = {**_columns(entity, p), "data": _json(p), "digest": d, "changed_at": p["changed_at"], "synced_at": now}
         if p["helios_id"] in known:
-            changed.append({"b_id": p["helios_id"], **row})
+            changed.append({"helios_id": p["helios_id"], **row})
         else:
             new.append({"helios_id": p["helios_id"], **row})
         if entity == domain.CONTACT:
             emails.extend({"email": e[:255], "contact_id": p["helios_id"]} for e in {e.casefold() for e in p["emails"]})
         events_.append((event, f"{entity}:{p['helios_id']}", p))
-    if new:
-        session.execute(insert(table), new)
-    if changed:
-        session.execute(update(table).where(table.c.helios_id == bindparam("b_id"))
-                        .values({k: bindparam(k) for k in changed[0] if k != "b_id"}), changed)
+    if changed:  # delete + bulk insert: two round trips, where an executemany UPDATE takes one per row
+        session.execute(delete(table).where(table.c.helios_id.in_([r["helios_id"] for r in changed])))
+    if new or changed:
+        session.execute(insert(table), new + changed)
     if entity == domain.CONTACT and events_:
         ids = [p["helios_id"] for _e, _a, p in events_]
         session.execute(delete(contact_emails).where(contact_emails.c.contact_id.in_(ids)))

@@ -99,6 +99,12 @@ def changes(conn, entity: str, since: dt.datetime, after, limit: int, category: 
     return [Change(r.id, r.changed) for r in rows if r.id is not None]
 
 
+def changed_rows(conn, entity: str, since: dt.datetime, after, limit: int, settings: "ReaderSettings"):
+    """The next page of changes and their rows, in one HELIOS transaction (one round trip fewer per page)."""
+    page = changes(conn, entity, since, after, limit)
+    return page, load(conn, entity, [c.id for c in page], settings)
+
+
 def row_version_statement(after_rv: int, since: dt.datetime, limit: int):
     """TabCisOrg rows whose SystemRowVersion moved although their DatZmeny did not (an update that did not set it)."""
     t = H.TabCisOrg

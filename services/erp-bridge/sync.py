@@ -71,9 +71,9 @@ class Bridge:
     def poll(self, entity: str) -> int:
         """Read everything changed since the cursor, batch by batch; returns how many records changed."""
         with self.tx() as session:
-            if not handlers.due(session, entity, utcnow()):
-                return 0
-            cursor = handlers.get_cursor(session, entity)
+            cursor = handlers.cursor_if_due(session, entity, utcnow())
+        if cursor is None:
+            return 0
         started = time.monotonic()
         try:
             changed = self._poll(entity, cursor)
@@ -84,8 +84,6 @@ class Bridge:
             metrics.SYNC_ERRORS.labels(entity).inc()
             log.warning("polling HELIOS for %s failed (%s); next try at %s", entity, exc, at.isoformat())
             return 0
-        with self.tx() as session:
-            handlers.sync_succeeded(session, entity, utcnow())
         metrics.observe_poll(entity, time.monotonic() - started)
         return changed
 
@@ -93,22 +91,25 @@ class Bridge:
         since = domain.poll_from(cursor, self.s.overlap)
         after, held_from, changed = None, None, 0
         while True:
-            page = self.gateway.run(reader.changes, entity, since, after, self.s.batch)
-            if not page:
-                break
-            loaded = self.gateway.run(reader.load, entity, [c.id for c in page], self.s.reader)
+            page, loaded = self.gateway.run(reader.changed_rows, entity, since, after, self.s.batch, self.s.reader)
             if loaded.held:
                 held_from = min([held_from, *loaded.held] if held_from else loaded.held)
-            after = (page[-1].changed, page[-1].id)
-            cursor = domain.advance(cursor, page[-1].changed, held_from)
+            if page:
+                after = (page[-1].changed, page[-1].id)
+                cursor = domain.advance(cursor, page[-1].changed, held_from)
+            last = len(page) < self.s.batch and entity != domain.ORGANISATION
             with self.tx() as session:
                 changed += handlers.store(session, self.outbox, entity, loaded.payloads, utcnow())
                 handlers.save_cursor(session, entity, cursor, utcnow(), self.s.timezone, len(loaded.payloads))
+                if last:  # the poll's last batch and its success commit together
+                    handlers.sync_succeeded(session, entity, utcnow())
             metrics.ROWS_READ.labels(entity).inc(len(page))
             if len(page) < self.s.batch:
                 break
         if entity == domain.ORGANISATION:
             changed += self._poll_row_versions(cursor, since)
+            with self.tx() as session:
+                handlers.sync_succeeded(session, entity, utcnow())
         return changed
 
     def _poll_row_versions(self, cursor: domain.Cursor, since: dt.datetime) -> int:
@@ -250,9 +251,9 @@ class Bridge:
         """Apply changes made to activities in HELIOS to their tickets through `tickets` (the tickets RPC)."""
         entity = domain.ACTIVITY
         with self.tx() as session:
-            if not handlers.due(session, entity, utcnow()):
-                return 0
-            cursor = handlers.get_cursor(session, entity)
+            cursor = handlers.cursor_if_due(session, entity, utcnow())
+        if cursor is None:
+            return 0
         since = domain.poll_from(cursor, self.s.overlap)
         after, held_from, applied = None, None, 0
         try:

@@ -111,7 +111,8 @@ class DirectSqlWriter:
         values = domain.activity_values(req.ticket, s.state_codes, s.timezone)
         values["CisloOrg"] = req.organisation_number
         activity_id = req.activity_id or conn.execute(find_statement(s.category, req.ticket["number"])).scalar()
-        if activity_id is None:
+        row = conn.execute(locked_activity_statement(activity_id)).first() if activity_id is not None else None
+        if row is None:  # new, or deleted in HELIOS meanwhile: the ticket still exists, so it gets an activity again
             lock_category(conn, s.category)
             number = conn.execute(next_number_statement(s.category)).scalar()
             text_ = req.ticket.get("description") or ""
@@ -122,9 +123,6 @@ class DirectSqlWriter:
                 Autor=s.login, DatPorizeni=stamp, **values)).inserted_primary_key[0]
             current_text = text_
         else:
-            row = conn.execute(locked_activity_statement(activity_id)).first()
-            if row is None:  # deleted in HELIOS: create it again on the next try
-                raise LookupError(f"activity {activity_id} no longer exists in HELIOS")
             current_text = row.Popis or ""
             for cid, line in req.notes:
                 if domain.note_marker(cid) not in current_text:

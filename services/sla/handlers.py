@@ -302,6 +302,13 @@ def _store(session: Session, ticket: Ticket, policy: Policy, clocks: dict[str, d
         if row is None:
             row = Clock(ticket_id=ticket.ticket_id, target=name, breached_by_minutes=0.0)
             session.add(row)
+        stopped = c.stopped_at is not None and c.state in (domain.MET, domain.BREACHED)
+        if stopped and (row.stopped_at, row.used_minutes, row.state) != (c.stopped_at, c.used_minutes, c.state):
+            # a clock that stops, stops again after a reopening, or was re-measured: reports want its time
+            session.info.setdefault("clocks_stopped", []).append({
+                "ticket_id": ticket.ticket_id, "number": ticket.number, "target": name, "policy": policy.name,
+                "stopped_at": c.stopped_at, "minutes_used": max(0.0, float(c.used_minutes)),
+                "business": c.business, "met": c.state == domain.MET, "solver_id": ticket.solver_id})
         row.policy_id = policy.id
         row.state = c.state
         row.target_minutes = c.target_minutes
@@ -313,6 +320,12 @@ def _store(session: Session, ticket: Ticket, policy: Policy, clocks: dict[str, d
         row.next_due_at = domain.scheduled_due(c, row.warned_at is not None, row.breached_at is not None)
         rows.append(row)
     return rows
+
+
+def emit_stopped(session: Session, outbox) -> None:
+    """`sla.clock_stopped` for every clock this transaction stopped."""
+    for payload in session.info.pop("clocks_stopped", ()):
+        outbox.add(session, "clock_stopped", payload["ticket_id"], payload)
 
 
 def mark_for_recompute(session: Session, where=None) -> int:
@@ -329,7 +342,7 @@ def mark_for_recompute(session: Session, where=None) -> int:
     return session.execute(stmt).rowcount
 
 
-def recompute_marked(session: Session, now: dt.datetime, limit: int) -> int:
+def recompute_marked(session: Session, outbox, now: dt.datetime, limit: int) -> int:
     """Recompute up to `limit` marked tickets (replicas skip each other's on PostgreSQL)."""
     query = select(Ticket).where(Ticket.recompute_due).order_by(Ticket.ticket_id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
@@ -337,6 +350,7 @@ def recompute_marked(session: Session, now: dt.datetime, limit: int) -> int:
     tickets = list(session.scalars(query))
     for ticket in tickets:
         recompute(session, ticket, now)
+    emit_stopped(session, outbox)
     return len(tickets)
 
 

@@ -78,26 +78,31 @@ class SlaService:
     @idempotent
     def on_ticket_created(self, session, event):
         handlers.apply_ticket_event(session, event.type, event.payload, utcnow())
+        handlers.emit_stopped(session, self.outbox)
 
     @event_handler("tickets", "ticket_updated")
     @idempotent
     def on_ticket_updated(self, session, event):
         handlers.apply_ticket_event(session, event.type, event.payload, utcnow())
+        handlers.emit_stopped(session, self.outbox)
 
     @event_handler("tickets", "ticket_state_changed")
     @idempotent
     def on_ticket_state_changed(self, session, event):
         handlers.apply_ticket_event(session, event.type, event.payload, utcnow())
+        handlers.emit_stopped(session, self.outbox)
 
     @event_handler("tickets", "ticket_assigned")
     @idempotent
     def on_ticket_assigned(self, session, event):
         handlers.apply_ticket_event(session, event.type, event.payload, utcnow())
+        handlers.emit_stopped(session, self.outbox)
 
     @event_handler("tickets", "comment_added")
     @idempotent
     def on_comment_added(self, session, event):
         handlers.apply_ticket_event(session, event.type, event.payload, utcnow())
+        handlers.emit_stopped(session, self.outbox)
 
     @event_handler("portal", "account_changed")
     @idempotent
@@ -191,7 +196,7 @@ class SlaService:
         (firing comes first each tick, so a big recomputation never delays a breach by more than that)."""
         started, done = time.monotonic(), 0
         while time.monotonic() - started < budget:
-            n = self._tx(handlers.recompute_marked, utcnow(), RECOMPUTE_BATCH)
+            n = self._tx(handlers.recompute_marked, self.outbox, utcnow(), RECOMPUTE_BATCH)
             done += n
             if n < RECOMPUTE_BATCH:
                 break

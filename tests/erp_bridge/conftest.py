@@ -138,3 +138,52 @@ def helios(helios_url):
 @pytest.fixture
 def erp_events(event_log):
     return event_log("erp_bridge")
+
+
+class HeliosDown:
+    """HELIOS really unreachable: PostgreSQL refuses connections to its database; SQLite's file is moved away."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def __enter__(self):
+        from helpdesk.common import db
+
+        db.get_engine(self.url).dispose()
+        if self.url.startswith("sqlite"):
+            import os
+
+            self.path = self.url[len("sqlite:///"):]
+            os.rename(self.path, self.path + ".away")
+            os.mkdir(self.path)  # a folder where the file was: connecting fails
+        else:
+            name = self.url.rsplit("/", 1)[1]
+            _pg_admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+            _pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+    def __exit__(self, *exc):
+        if self.url.startswith("sqlite"):
+            import os
+
+            os.rmdir(self.path)
+            os.rename(self.path + ".away", self.path)
+        else:
+            _pg_admin(f"ALTER DATABASE {self.url.rsplit('/', 1)[1]} ALLOW_CONNECTIONS true")
+
+
+def _pg_admin(sql: str) -> None:
+    import os
+
+    import sqlalchemy as sa
+
+    admin = os.environ.get("HELPDESK_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        conn.exec_driver_sql(sql)
+    engine.dispose()
+
+
+@pytest.fixture
+def helios_down():
+    """`with helios_down(url):` makes the HELIOS database really unreachable for the block."""
+    return HeliosDown

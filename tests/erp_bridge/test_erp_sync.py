@@ -138,11 +138,11 @@ def test_guarantor_from_an_ext_column(config_env, helios_url, helios):
         assert handlers.contract_guarantor(session, "Z2026000003") is None
 
 
-def test_helios_away_and_back_loses_nothing(bridge, helios, helios_url, erp_service, erp_events):
+def test_helios_away_and_back_loses_nothing(bridge, helios, helios_url, helios_down, erp_service, erp_events):
     bridge.full(domain.EMPLOYEE)
     erp_events.wait_for(5, timeout=10)
     helios.update(H.TabCisZam, 1, Prijmeni="Dlouhá")
-    with _helios_down(helios_url):
+    with helios_down(helios_url):
         assert bridge.poll(domain.EMPLOYEE) == 0
         status = _status(bridge)["employee"]
         assert status["errors_in_row"] == 1 and status["last_error"]
@@ -172,46 +172,3 @@ def _status(bridge):
 
     with bridge.tx() as session:
         return handlers.status(session, utcnow())["tables"]
-
-
-class _helios_down:
-    """HELIOS really unreachable: PostgreSQL refuses connections to its database; SQLite's file is moved away."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def __enter__(self):
-        from helpdesk.common import db
-
-        db.get_engine(self.url).dispose()
-        if self.url.startswith("sqlite"):
-            import os
-
-            self.path = self.url[len("sqlite:///"):]
-            os.rename(self.path, self.path + ".away")
-            os.mkdir(self.path)  # a folder where the file was: connecting fails
-        else:
-            name = self.url.rsplit("/", 1)[1]
-            _pg_admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
-            _pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-
-    def __exit__(self, *exc):
-        if self.url.startswith("sqlite"):
-            import os
-
-            os.rmdir(self.path)
-            os.rename(self.path + ".away", self.path)
-        else:
-            _pg_admin(f"ALTER DATABASE {self.url.rsplit('/', 1)[1]} ALLOW_CONNECTIONS true")
-
-
-def _pg_admin(sql: str) -> None:
-    import os
-
-    import sqlalchemy as sa
-
-    admin = os.environ.get("HELPDESK_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        conn.exec_driver_sql(sql)
-    engine.dispose()

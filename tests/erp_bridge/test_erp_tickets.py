@@ -194,13 +194,11 @@ def test_concurrent_edit_the_later_helios_change_wins(running, helios, rpc):
     assert _activity(helios, link.activity_id).Stav == "V"
 
 
-def test_helios_away_while_writing_loses_nothing(running, helios, helios_url, rpc):
-    from test_erp_sync import _helios_down
-
+def test_helios_away_while_writing_loses_nothing(running, helios, helios_url, helios_down, rpc):
     bridge = running
     ticket = new_ticket(rpc)
     _link(bridge, ticket["id"], ticket["version"])
-    with _helios_down(helios_url):
+    with helios_down(helios_url):
         assert bridge.push() == 0
         with bridge.tx() as session:
             row = session.execute(select(activity_links).where(activity_links.c.ticket_id == ticket["id"])).first()
@@ -230,3 +228,19 @@ def test_the_running_service_writes_tickets_and_polls_on_its_own(config_env, hel
     assert status["configured"] and status["records"] == {"organisation": 20, "contact": 40, "employee": 5,
                                                           "contract": 10}
     assert status["tables"]["employee"]["last_success_at"] is not None
+
+
+def test_activity_deleted_in_helios_is_written_again(running, helios, rpc):
+    bridge = running
+    ticket = new_ticket(rpc)
+    _link(bridge, ticket["id"], ticket["version"])
+    bridge.push()
+    first = _link(bridge, ticket["id"]).activity_id
+    helios.delete(A, first)
+    ticket = rpc.tickets.change_state(actor=SOLVER, ticket_id=ticket["id"], version=ticket["version"],
+                                      to_state="in_progress")
+    _link(bridge, ticket["id"], ticket["version"])
+    assert bridge.push() == 1
+    row = _activity(helios, _link(bridge, ticket["id"]).activity_id)  # SQLite may hand out the same ID again
+    assert row.Predmet.startswith(ticket["number"]) and row.Stav == "R"
+    assert row.DatZmeny is None  # inserted anew, not updated

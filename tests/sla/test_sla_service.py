@@ -308,3 +308,31 @@ def test_held_mail_waits_for_working_time_but_the_event_does_not(run_services, r
     assert all(n.recipients == [MANAGER["email"]] for n in held)
     mail_dir = config.data_dir / "mail"
     assert not mail_dir.exists() or not list(mail_dir.glob("*.eml"))
+
+
+def test_a_stopped_clock_is_announced_with_its_time_and_again_after_a_reopening(run_services, rpc, publish, event_log):
+    log = event_log("sla")
+    run_services(SlaService)
+    rpc.sla.update_policy(actor=ADMIN, policy_id=1, data={
+        "name": "Hodina", "calendar_id": 2, "business": False, "is_default": True,
+        "targets": {p: {"first_response": 60, "resolution": 60} for p in FAST}})
+    env = created(publish, 402, ago_seconds=600)
+    created_at = dt.datetime.fromisoformat(env["payload"]["ticket"]["created_at"])
+    state_changed(publish, 402, created_at, "received", "resolved", 2)
+
+    def stops():
+        return [e for e in log.drain() if e["type"] == "clock_stopped"]
+
+    first = wait_until(lambda: len(stops()) >= 2 and stops())
+    by_target = {e["payload"]["target"]: e["payload"] for e in first}
+    assert set(by_target) == {"first_response", "resolution"}  # resolving also answers, as the policy says
+    resolution = by_target["resolution"]
+    assert (resolution["ticket_id"], resolution["policy"], resolution["met"], resolution["business"]) == \
+        (402, "Hodina", True, False)
+    assert 9.9 < resolution["minutes_used"] < 10.2
+    state_changed(publish, 402, created_at, "resolved", "in_progress", 3)
+    time.sleep(1.0)
+    state_changed(publish, 402, created_at, "in_progress", "resolved", 4)
+    again = wait_until(lambda: len(stops()) >= 3 and stops())
+    assert len(again) == 3 and again[-1]["payload"]["target"] == "resolution"
+    assert again[-1]["payload"]["stopped_at"] > resolution["stopped_at"]

@@ -33,3 +33,19 @@ class SlaWarning(_SlaEvent):
 class SlaBreached(_SlaEvent):
     breached_by_minutes = fields.Integer(required=True, validate=validate.Range(min=0), metadata={
         "description": "business minutes past the deadline when the breach was recorded"})
+
+
+@contract("sla", "clock_stopped", 1,
+          "An SLA target's clock stopped: the first response came, or the ticket was resolved (again after a "
+          "reopening: the newest stop counts). Carries the business time used, for reports.")
+class ClockStopped(Schema):
+    ticket_id = fields.Integer(required=True)
+    number = fields.String(required=True, metadata={"example": "HD-2026-000123"})
+    target = fields.String(required=True, validate=validate.OneOf(TARGETS))
+    policy = fields.String(required=True, metadata={"description": "name of the SLA policy that applied"})
+    stopped_at = fields.AwareDateTime(required=True)
+    minutes_used = fields.Float(required=True, validate=validate.Range(min=0), metadata={
+        "description": "minutes the clock ran (business minutes when `business`; waiting on the customer excluded)"})
+    business = fields.Boolean(required=True, metadata={"description": "whether the policy counts business time"})
+    met = fields.Boolean(required=True, metadata={"description": "false when it stopped after its deadline"})
+    solver_id = fields.String(required=True, allow_none=True)
