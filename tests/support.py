@@ -75,3 +75,12 @@ def known_setting(name: str) -> bool:
         elif setting.name == name:
             return True
     return False
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -111,9 +111,13 @@ class _QuietHandler(WSGIRequestHandler):
 def start_metrics_server(port: int) -> None:
     """Serve /metrics, /healthz and /readyz on `port` once per process (0 disables)."""
     if port and port not in _metrics_started:
-        server = make_server("", port, health_app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        _metrics_started.add(port)  # first: the containers of one process set up at once, on green threads
+        try:
+            server = make_server("", port, health_app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        except BaseException:
+            _metrics_started.discard(port)
+            raise
         threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-        _metrics_started.add(port)
 
 
 def broker_check(amqp_uri: str) -> Callable[[], None]:

@@ -8,12 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+from support import free_port
+
 HELPDESK = str(Path(sys.executable).with_name("helpdesk"))
 
 
 def _env(tmp_path, **extra) -> dict:
     env = dict(os.environ)
     env.update({"HELPDESK_DATA_DIR": str(tmp_path / "data"), "HELPDESK_METRICS_PORT": "0",
+                "HELPDESK_PORTAL_PORT": str(free_port()),
                 "HELPDESK_LOG_FORMAT": "text"}, **extra)
     return env
 

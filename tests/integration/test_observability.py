@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import urllib.error
 import urllib.request
 
@@ -16,7 +15,7 @@ from helpdesk.common.errors import Conflict
 from helpdesk.common.observability import (add_readiness_check, configure_logging, remove_readiness_check,
                                             set_correlation_id)
 from helpdesk.tickets.service import TicketsService
-from support import new_ticket
+from support import free_port, new_ticket
 
 
 def test_correlation_id_of_the_call_reaches_the_event(tickets, config, event_log):
@@ -52,12 +51,6 @@ def test_json_log_line_carries_the_correlation_id_of_the_worker(capsys):
     assert second["correlation_id"] is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _with_metrics_port(config, port: int):
     return config_module.load({
         "HELPDESK_AMQP_URI": config.amqp_uri, "HELPDESK_DATA_DIR": str(config.data_dir),
@@ -73,7 +66,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def test_service_process_answers_health_and_readiness_probes(run_services, config):
-    port = _free_port()
+    port = free_port()
     run_services(TicketsService, cfg=_with_metrics_port(config, port))
     assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
     status, body = _get(f"http://127.0.0.1:{port}/readyz")
@@ -82,7 +75,7 @@ def test_service_process_answers_health_and_readiness_probes(run_services, confi
 
 
 def test_readiness_fails_naming_the_check_that_failed(run_services, config):
-    port = _free_port()
+    port = free_port()
     run_services(TicketsService, cfg=_with_metrics_port(config, port))
 
     def broken():
@@ -99,7 +92,7 @@ def test_readiness_fails_naming_the_check_that_failed(run_services, config):
 
 
 def test_service_process_serves_metrics(run_services, config, rpc, event_log):
-    port = _free_port()
+    port = free_port()
     run_services(TicketsService, cfg=_with_metrics_port(config, port))
     log = event_log("tickets")
     new_ticket(rpc)

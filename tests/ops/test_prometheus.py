@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from support import free_port
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,12 +36,6 @@ def _tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed: `make test` installs it (Debian package prometheus)")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get_json(url: str, timeout: float = 5) -> dict:
@@ -91,9 +86,9 @@ def _test_config(metrics_port: int, dead_port: int) -> dict:
 
 @pytest.fixture
 def services_process(tmp_path, amqp_uri):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, HELPDESK_AMQP_URI=amqp_uri, HELPDESK_DATA_DIR=str(tmp_path / "data"),
-               HELPDESK_METRICS_PORT=str(port), HELPDESK_LOG_FORMAT="text")
+               HELPDESK_METRICS_PORT=str(port), HELPDESK_PORTAL_PORT=str(free_port()), HELPDESK_LOG_FORMAT="text")
     proc = subprocess.Popen([HELPDESK, "run", "all", "--demo"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -107,9 +102,9 @@ def services_process(tmp_path, amqp_uri):
 
 @pytest.fixture
 def prometheus(tmp_path, services_process):
-    web = _free_port()
+    web = free_port()
     config_file = tmp_path / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(_test_config(services_process, _free_port())))
+    config_file.write_text(yaml.safe_dump(_test_config(services_process, free_port())))
     proc = subprocess.Popen([_tool("prometheus"), f"--config.file={config_file}",
                              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{web}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
