@@ -1,6 +1,6 @@
 """deploy/prometheus checked by Prometheus itself: promtool, then a real server scraping real services.
 
-The live test starts `helpdesk run all --demo` as a process (SQLite, the test's own
+The live test starts `helpdesk run all --demo` as a process (every service) (SQLite, the test's own
 RabbitMQ vhost), and a real Prometheus (Debian package `prometheus`; `make test` installs
 it) with deploy/prometheus/prometheus.yml, its DNS discovery swapped for the test's
 addresses: the process itself and one address where nothing listens. It asserts that the
@@ -135,6 +135,12 @@ EXPECTED_SERIES = [
     'helpdesk_outbox_lag_seconds_count{service="tickets"}',
     'helpdesk_ticket_first_response_seconds_count',
     'helpdesk_ticket_resolution_seconds_count',
+    # every service of `run all` handles the demo tickets' events
+    'helpdesk_events_handled_total{service="sla", outcome="ok"}',
+    'helpdesk_events_handled_total{service="assignment", outcome="ok"}',
+    'helpdesk_events_handled_total{service="erp_bridge", outcome="ok"}',
+    'helpdesk_events_handled_total{service="portal-reports", outcome="ok"}',
+    'helpdesk_sla_scheduler_lag_seconds_count',
 ]
 
 
