@@ -144,9 +144,12 @@ EXPECTED_SERIES = [
 ]
 
 
+@pytest.mark.timeout(300)  # six services start, load the demo, and get scraped
 def test_prometheus_scrapes_the_services_and_evaluates_the_alerts(prometheus):
+    started = time.time()
     for promql in EXPECTED_SERIES:
         _wait_for(f"series {promql}", lambda q=promql: _query(prometheus, q), timeout=90)
+        print(f"{time.time() - started:6.1f} s  {promql}")
 
     def service_down_pending():
         alerts = _get_json(f"{prometheus}/api/v1/alerts")["data"]["alerts"]
