@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test run asyncapi lock system
 
 # Debian packages the tests use, as command:package; installed when the command is missing
-SYSTEM_TOOLS := promtool:prometheus chromium:chromium chromedriver:chromium-driver
+SYSTEM_TOOLS := promtool:prometheus chromium:chromium chromedriver:chromium-driver dovecot:dovecot-imapd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # requirements.lock pins every package, transitive ones too (regenerate: `make lock`)

@@ -20,6 +20,8 @@ SERVICES = {
     "erp_bridge": ("helpdesk.erp_bridge.service:ErpBridgeService", "helpdesk.erp_bridge:migrations"),
     # not a nameko class but a start(cfg) -> stop() function: the web process (docs/portal.md)
     "portal": ("helpdesk.portal.server:start", "helpdesk.portal:migrations"),
+    # the e-mail intake (docs/mail.md): a process of its own on the portal's database (None: no store of its own)
+    "mail_intake": ("helpdesk.portal.mail_intake:start", None),
 }
 # databases of services whose processes don't exist yet but whose tables do (portal accounts)
 STORES = {
@@ -54,7 +56,7 @@ def migrate(cfg, names: list[str]) -> None:
     from helpdesk.common.db import migrate as run_migrations
 
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    stores = {**{n: spec for n, (_cls, spec) in SERVICES.items()}, **STORES}
+    stores = {**{n: spec for n, (_cls, spec) in SERVICES.items() if spec}, **STORES}
     if not names or names == ["all"]:
         names = list(stores)
     unknown = [n for n in names if n not in stores]

@@ -605,8 +605,20 @@ def contract_deleted(session: Session, payload: dict) -> None:
 
 # ---------------------------------------------------------------- rules and roster management
 
-def list_rules(session: Session) -> list[dict]:
-    return [rule_out(r) for r in session.scalars(select(RuleRow).order_by(RuleRow.is_default.desc(), RuleRow.id))]
+def list_rules(session: Session, categories: dict | None = None) -> list[dict]:
+    """Every rule, in the order routing prefers them (the default last) when `categories` (id -> parent id)
+    is given; otherwise the default first, then by id."""
+    rows = session.scalars(select(RuleRow).order_by(RuleRow.is_default.desc(), RuleRow.id)).all()
+    if categories is None:
+        return [rule_out(r) for r in rows]
+
+    def preference(row):
+        rule = rule_of(row)
+        path = tuple(domain.category_path(categories, rule.category_id)) if rule.category_id is not None else ()
+        return domain.specificity(rule, domain.TicketFacts(0, "", category_path=path))
+
+    ordered = sorted((r for r in rows if not r.is_default), key=preference, reverse=True)
+    return [rule_out(r) for r in ordered + [r for r in rows if r.is_default]]
 
 
 def _rule_from_input(rule_id, data: dict, is_default: bool) -> domain.Rule:

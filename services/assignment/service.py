@@ -202,9 +202,10 @@ class AssignmentService:
     # ------------------------------------------------------------ rules and roster
 
     @api
-    def list_rules(self, actor):
+    def list_rules(self, actor, in_routing_order=False):
+        """Every rule; `in_routing_order`: the order routing prefers them (needs the category tree)."""
         _actor(actor, {DISPATCHER, ADMIN}, "reading routing rules")
-        return self._tx(handlers.list_rules)
+        return self._tx(handlers.list_rules, self._categories() if in_routing_order else None)
 
     @api
     def create_rule(self, actor, data):

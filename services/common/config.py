@@ -30,6 +30,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HELPDESK_SMTP_PASSWORD", "", "SMTP password"),
     Setting("HELPDESK_SMTP_STARTTLS", "false", "upgrade the SMTP connection with STARTTLS"),
     Setting("HELPDESK_MAIL_FROM", "helpdesk@localhost", "sender address of notifications"),
+    Setting("HELPDESK_MAIL_REPLY_TO", "",
+            "Reply-To of notifications: the support mailbox the intake reads (empty: none, replies go to From)"),
+    Setting("HELPDESK_IMAP_MAILBOXES", "",
+            "mailboxes the e-mail intake reads, space-separated URLs "
+            "imaps|imap+starttls://user:password@host:port/INBOX?processed=Processed&unknown=quarantine|reply"),
+    Setting("HELPDESK_IMAP_POLL_SECONDS", "30", "how often the e-mail intake looks for new mail"),
+    Setting("HELPDESK_IMAP_MAX_BYTES", "26214400", "larger mails go to quarantine unread"),
+    Setting("HELPDESK_IMAP_AUTO_REPLY_HOURS", "24", "at most one auto-reply to the same unknown sender in this time"),
     Setting("HELPDESK_TIMEZONE", "Europe/Prague", "IANA time zone for people-facing times"),
     Setting("HELPDESK_LANGUAGE", "cs", "default language of texts for people (cs or en)"),
     Setting("HELPDESK_METRICS_PORT", "9100", "port of the process's Prometheus /metrics (0: off)"),
@@ -149,6 +157,11 @@ class Config:
     erp_employee_active_column: str = ""
     erp_notes: str = "text"
     erp_login: str = "helpdesk"
+    mail_reply_to: str = ""
+    imap_mailboxes: str = ""
+    imap_poll_seconds: float = 30.0
+    imap_max_bytes: int = 26214400
+    imap_auto_reply_hours: float = 24.0
 
     def database_url(self, service: str) -> str:
         return self.database_urls[service]
@@ -228,6 +241,11 @@ def load(env: dict | None = None) -> Config:
         erp_employee_active_column=_get("HELPDESK_ERP_EMPLOYEE_ACTIVE_COLUMN", env),
         erp_notes=_get("HELPDESK_ERP_NOTES", env),
         erp_login=_get("HELPDESK_ERP_LOGIN", env),
+        mail_reply_to=_get("HELPDESK_MAIL_REPLY_TO", env),
+        imap_mailboxes=_get("HELPDESK_IMAP_MAILBOXES", env),
+        imap_poll_seconds=float(_get("HELPDESK_IMAP_POLL_SECONDS", env)),
+        imap_max_bytes=int(_get("HELPDESK_IMAP_MAX_BYTES", env)),
+        imap_auto_reply_hours=float(_get("HELPDESK_IMAP_AUTO_REPLY_HOURS", env)),
     )
 
 

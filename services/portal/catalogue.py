@@ -1,6 +1,21 @@
 """Czech translations of the portal's texts; the message ids are the English texts (see i18n.py)."""
 
 CS = {
+    # the e-mail intake's quarantine (quarantine_views.py, mail_quarantine.html)
+    "Mail quarantine": "Karanténa e-mailů",
+    "E-mails that made no ticket: unknown senders, malformed or oversized messages. Accept writes the mail as "
+    "its sender's request or reply.":
+        "E-maily, z nichž nevznikl požadavek: neznámí odesílatelé, poškozené nebo příliš velké zprávy. Přijetím "
+        "se e-mail zapíše jako požadavek nebo odpověď svého odesílatele.",
+    "No mail waits.": "Žádný e-mail nečeká.",
+    "Reason": "Důvod",
+    "Accept": "Přijmout",
+    "Reject": "Odmítnout",
+    "Invite and accept": "Pozvat a přijmout",
+    "The sender has no account: an administrator or manager can invite them.":
+        "Odesílatel nemá účet: pozvat ho může administrátor nebo manažer.",
+    "The mail was rejected.": "E-mail byl odmítnut.",
+    "The mail was accepted.": "E-mail byl přijat.",
     "A part of the system does not answer right now. Go back with the browser (the form keeps what you typed) "
     "and send it again in a moment.":
         "Část systému teď neodpovídá. Vraťte se v prohlížeči zpět (formulář si zadaný text ponechá) "
@@ -213,8 +228,6 @@ CS = {
     "Show": "Zobrazit",
     "Solver efficiency": "Efektivita řešitelů",
     "Solver workload": "Vytížení řešitelů",
-    "Times are calendar time from creation; SLA compliance counts resolved or breached tickets.":
-        "Časy jsou kalendářní od založení; plnění SLA počítá vyřešené nebo porušené požadavky.",
     "To": "Do",
     "Total": "Celkem",
     "Under 1 day": "Do 1 dne",
@@ -228,4 +241,64 @@ CS = {
     "late by {duration}": "po termínu o {duration}",
     "met": "splněno",
     "paused": "pozastaveno",
+    # the assignment service's rules and roster (assignment_views.py)
+    "Absence": "Nepřítomnost",
+    "Absent from": "Nepřítomen od",
+    "Absent to": "Nepřítomen do",
+    "Active": "Aktivní",
+    "Assignment": "Přidělování",
+    "Assignment rules and roster": "Pravidla přidělování a řešitelé",
+    "Back to the rules": "Zpět na pravidla",
+    "Capacity: most open tickets (empty: no limit)": "Kapacita: nejvýše otevřených požadavků (prázdné: bez omezení)",
+    "Category (with its subcategories)": "Kategorie (včetně podkategorií)",
+    "Choose a category.": "Zvolte kategorii.",
+    "Conditions": "Podmínky",
+    "Conditions (at least one)": "Podmínky (alespoň jedna)",
+    "Delete": "Smazat",
+    "Enter a date and time.": "Zadejte datum a čas.",
+    "Enter a whole number of open tickets.": "Zadejte celý počet otevřených požadavků.",
+    "Enter a whole number of seconds.": "Zadejte celý počet sekund.",
+    "Fallback chain": "Záložní řetězec",
+    "Fallback chain of work modes (in order)": "Záložní řetězec způsobů práce (v tomto pořadí)",
+    "HELIOS employee": "Zaměstnanec HELIOS",
+    "In the order routing prefers them: the deeper category first, then contract, organisation, priority and "
+    "channel, then the older rule. The default rule takes what no other rule matches.":
+        "V pořadí, v jakém je přidělování upřednostňuje: nejdříve hlubší kategorie, pak zakázka, organizace, "
+        "priorita a kanál, pak starší pravidlo. Výchozí pravidlo vezme, co žádné jiné nezachytí.",
+    "New rule": "Nové pravidlo",
+    "Offer time": "Doba nabídky",
+    "Offer time in seconds (empty: {seconds} s)": "Doba nabídky v sekundách (prázdné: {seconds} s)",
+    "Open tickets / capacity": "Otevřené požadavky / kapacita",
+    "Pool (empty: every eligible solver)": "Okruh řešitelů (prázdný: každý způsobilý řešitel)",
+    "Pool and team": "Okruh a tým",
+    "Rule": "Pravidlo",
+    "Rule '{name}' saved.": "Pravidlo „{name}“ uloženo.",
+    "Rule deleted.": "Pravidlo smazáno.",
+    "Rules": "Pravidla",
+    "Skills": "Dovednosti",
+    "Skills: categories taken, each with its subcategories (none: every category)":
+        "Dovednosti: kategorie, které řešitel bere, každá i s podkategoriemi (žádná: všechny kategorie)",
+    "Solver roster": "Řešitelé",
+    "Staff come from accounts with the solver or dispatcher role.":
+        "Řešitelé a dispečeři se berou z účtů s rolí řešitel nebo dispečer.",
+    "Step {n}": "Krok {n}",
+    "Team": "Tým",
+    "Team (empty: any team)": "Tým (prázdné: jakýkoli tým)",
+    "The default rule takes every ticket no other rule matches: it has no conditions and cannot be deactivated "
+    "or deleted.":
+        "Výchozí pravidlo vezme každý požadavek, který nezachytí jiné pravidlo: nemá podmínky a nelze je "
+        "deaktivovat ani smazat.",
+    "absent now": "nyní nepřítomen",
+    "default": "výchozí",
+    "every category": "všechny kategorie",
+    "every other ticket": "všechny ostatní požadavky",
+    "inactive in HELIOS": "neaktivní v HELIOS",
+    "open tickets": "otevřené požadavky",
+    "team": "tým",
+    "First response in business time, median / p90":
+        "První reakce v pracovní době, medián / p90",
+    "Resolution in business time, median / p90":
+        "Vyřešení v pracovní době, medián / p90",
+    "Times are calendar time from creation; business time is what the SLA service measured (time waiting on the customer excluded); SLA compliance counts resolved or breached tickets.":
+        "Časy jsou kalendářní od založení; pracovní doba je to, co naměřila služba SLA (bez čekání na zákazníka); plnění SLA počítá vyřešené nebo porušené požadavky.",
 }

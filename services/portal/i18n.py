@@ -36,6 +36,13 @@ CHANNEL_LABELS = {
     "portal": {"cs": "Portál", "en": "Portal"}, "email": {"cs": "E-mail", "en": "E-mail"},
     "phone": {"cs": "Telefon", "en": "Phone"}, "api": {"cs": "API", "en": "API"},
 }
+MODE_LABELS = {  # the assignment service's work modes (helpdesk.common.contracts.assignment.WORK_MODES)
+    "dispatcher": {"cs": "Dispečer", "en": "Dispatcher"},
+    "broadcast": {"cs": "Nabídka všem (kdo dřív přijme)", "en": "Broadcast & claim"},
+    "contract_guarantor": {"cs": "Garant zakázky", "en": "Contract guarantor"},
+    "round_robin": {"cs": "Po řadě (round robin)", "en": "Round robin"},
+    "least_loaded": {"cs": "Nejméně vytížený", "en": "Least loaded"},
+}
 REASON_LABELS = {
     "resolved": {"cs": "Vyřešeno", "en": "Resolved"}, "duplicate": {"cs": "Duplicita", "en": "Duplicate"},
     "spam": {"cs": "Spam", "en": "Spam"}, "withdrawn": {"cs": "Staženo zadavatelem", "en": "Withdrawn"},

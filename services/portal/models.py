@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Date, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, Date, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from helpdesk.common.db import UTCDateTime, new_metadata
@@ -89,7 +89,8 @@ class ReportTicket(Base):
 
     The portal never reads the tickets service's tables; this row is what the bus told it
     (reports.py, reports_feed.py). `category_path` is '/1/4/9/' so a category's subtree is a
-    prefix match; the `*_seconds` columns are calendar seconds, stored when the moment is known; the
+    prefix match; the `*_seconds` columns are calendar seconds, stored when the moment is known, the
+    `*_business_minutes` what the SLA service measured when the clock stopped (`sla.clock_stopped`); the
     `*_on` columns are local days, so periods and date ranges need no time-zone sums per row.
     """
 
@@ -115,6 +116,10 @@ class ReportTicket(Base):
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     first_response_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resolution_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_response_business_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    first_response_stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolution_business_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolution_stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     reopened: Mapped[int] = mapped_column(Integer, default=0, doc="times moved back from resolved to in progress")
     first_response_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     resolution_breached: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -128,7 +133,7 @@ class ReportTicket(Base):
         Index("ix_report_tickets_solver_state", "solver_id", "state"),
         # efficiency's medians: an index-only scan already in solver order, no sort of the whole range
         Index("ix_report_tickets_solver_spans", "solver_id", "created_on", "first_response_seconds",
-              "resolution_seconds"),
+              "resolution_seconds", "first_response_business_minutes", "resolution_business_minutes"),
         Index("ix_report_tickets_category_path", "category_path"),
     )
 

@@ -15,6 +15,7 @@ from helpdesk.common.mail import Mail
 from helpdesk.common.observability import Observability
 from helpdesk.portal.accounts import is_staff
 from helpdesk.portal.i18n import translate
+from helpdesk.portal.mail_intake.parsing import thread_ids
 from helpdesk.portal.models import Account, Base
 
 
@@ -71,4 +72,17 @@ class PortalNotifier:
         language = account.language if account is not None else cfg.language
         mail = compose(event.type, event.payload, language, cfg.portal_base_url)
         if mail is not None:
-            self.mail.send(requester["email"], *mail)
+            self.mail.send(requester["email"], *mail, headers=thread_headers(cfg, event))
+
+
+def thread_headers(cfg, event) -> dict:
+    """Message-ID stable per event (a redelivered event sends the same one), References to the ticket's
+    thread and Reply-To the support mailbox, so a reply threads in clients and finds its ticket in the
+    e-mail intake (docs/mail.md)."""
+    domain = cfg.mail_from.rpartition("@")[2] or "localhost"
+    ticket = event.payload["ticket"]
+    message_id, root = thread_ids(ticket["id"], event.event_id, domain)
+    headers = {"Message-ID": message_id, "References": root, "In-Reply-To": root}
+    if cfg.mail_reply_to:
+        headers["Reply-To"] = cfg.mail_reply_to
+    return headers

@@ -41,6 +41,10 @@ def _duration(seconds) -> str:
     return f"{hours / 24:.1f} d"
 
 
+def _minutes_span(minutes) -> str:
+    return "—" if minutes is None else _duration(minutes * 60)
+
+
 def _share(value) -> str:
     return "—" if value is None else f"{value * 100:.0f} %"
 
@@ -86,7 +90,7 @@ def report(kind: str):
     status = 400 if errors else 200
     return render_template("reports.html", kind=kind, kinds=KINDS, data=data, errors=errors, args=request.args,
                            filters=filters, groups=reports.GROUPS, categories=category_options(tree, False),
-                           orgs=orgs, solvers=solvers, chart=charts_html, duration=_duration, share=_share,
+                           orgs=orgs, solvers=solvers, chart=charts_html, duration=_duration, minutes_span=_minutes_span, share=_share,
                            csv_url=url_for("reports.report", kind=kind, **{**request.args, "format": "csv"})), status
 
 

@@ -9,8 +9,9 @@ and a chart, `?format=csv` downloads them):
 - workload: each solver's open tickets by state and by age, and tickets coming in vs
   resolved per week;
 - efficiency: each solver's resolved count, median and p90 first-response and
-  resolution time, SLA compliance, reopen rate, average rating and its distribution,
-  and the latest rating comments.
+  resolution time (calendar time, and business time as the SLA service measured it),
+  SLA compliance, reopen rate, average rating and its distribution, and the latest
+  rating comments.
 
 Times are calendar time from the ticket's own timestamps; periods and date ranges are
 days as people count them in HELPDESK_TIMEZONE (the feed stores each ticket's local
@@ -178,15 +179,19 @@ def weekly(session: Session, f: Filters) -> list[dict]:
 
 # ---------------------------------------------------------------- efficiency
 
-EFFICIENCY_COLUMNS = ("solver_id", "solver_name", "assigned", "resolved", "first_response_median",
-                      "first_response_p90", "resolution_median", "resolution_p90", "sla_compliance",
+# calendar seconds from the tickets' timestamps; business minutes from the SLA service's clock_stopped events
+SPANS = {"first_response": R.first_response_seconds, "resolution": R.resolution_seconds,
+         "first_response_business": R.first_response_business_minutes,
+         "resolution_business": R.resolution_business_minutes}
+SPAN_COLUMNS = tuple(f"{name}_{q}" for name in SPANS for q in ("median", "p90"))
+EFFICIENCY_COLUMNS = ("solver_id", "solver_name", "assigned", "resolved", *SPAN_COLUMNS, "sla_compliance",
                       "reopen_rate", "rating_average", "ratings", "rating_1", "rating_2", "rating_3",
                       "rating_4", "rating_5")
 
 
 def _percentiles(session: Session, where: list) -> dict[str, dict[str, float | None]]:
-    """solver_id -> median and p90 of first-response and resolution seconds, over the rows that have them."""
-    spans = {"first_response": R.first_response_seconds, "resolution": R.resolution_seconds}
+    """solver_id -> median and p90 of every span (SPANS), over the rows that have it."""
+    spans = SPANS
     if session.get_bind().dialect.name == "postgresql":  # one scan: ordered-set aggregates, filtered per span
         columns = [func.percentile_cont(postgresql.array([0.5, 0.9])).within_group(c).filter(c.is_not(None))
                    .label(name) for name, c in spans.items()]
@@ -232,7 +237,7 @@ def efficiency(session: Session, f: Filters) -> list[dict]:
     for r in session.execute(stmt):
         row = dict(r._mapping)
         met, decided, reopened = row.pop("met"), row.pop("decided"), row.pop("reopened")
-        row.update(spans.get(row["solver_id"]) or dict.fromkeys(EFFICIENCY_COLUMNS[4:8]))
+        row.update(spans.get(row["solver_id"]) or dict.fromkeys(SPAN_COLUMNS))
         row["sla_compliance"] = None if not decided else met / decided
         row["reopen_rate"] = None if not row["resolved"] else reopened / row["resolved"]
         row["rating_average"] = None if row["rating_average"] is None else float(row["rating_average"])

@@ -5,7 +5,8 @@ A nameko service of its own (`portal-reports`), started beside the web server by
 version: a row takes a snapshot only when it is newer than the one it holds, so events
 arriving out of order across queues never move a row backwards. Facts that no snapshot
 holds are counted from the events themselves, each once (`@idempotent`): reopenings
-(resolved → in progress), the rating, and SLA breaches.
+(resolved → in progress), the rating, SLA breaches, and the business time each SLA clock
+ran until it stopped (`sla.clock_stopped`).
 """
 from __future__ import annotations
 
@@ -120,14 +121,28 @@ class ReportsFeed:
         if row.rated_at is None or rating["rated_at"] >= row.rated_at:  # the newest rating counts
             row.rating, row.rating_comment, row.rated_at = rating["score"], rating["comment"], rating["rated_at"]
 
-    @event_handler("sla", "sla_breached")
-    @idempotent
-    def on_sla_breached(self, session, event):
+    def _sla_row(self, session, event) -> ReportTicket:
         row = session.get(ReportTicket, event.payload["ticket_id"], with_for_update=True)
-        if row is None:  # the breach came before any tickets event: start the row from what it says
+        if row is None:  # the SLA event came before any tickets event: start the row from what it says
             row = _row(session, {"id": event.payload["ticket_id"], "number": event.payload["number"],
                                  "created_at": event.occurred_at, "state": "received", "priority": "normal",
                                  "channel": "portal"}, self.config.timezone)
+        return row
+
+    @event_handler("sla", "clock_stopped")
+    @idempotent
+    def on_clock_stopped(self, session, event):
+        row = self._sla_row(session, event)
+        target, stopped_at = event.payload["target"], event.payload["stopped_at"]
+        known = getattr(row, f"{target}_stopped_at")
+        if known is None or stopped_at >= known:  # the newest stop counts (a reopened ticket resolved again)
+            setattr(row, f"{target}_business_minutes", event.payload["minutes_used"])
+            setattr(row, f"{target}_stopped_at", stopped_at)
+
+    @event_handler("sla", "sla_breached")
+    @idempotent
+    def on_sla_breached(self, session, event):
+        row = self._sla_row(session, event)
         if event.payload["target"] == "first_response":
             row.first_response_breached = True
         else:

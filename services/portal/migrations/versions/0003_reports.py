@@ -41,6 +41,10 @@ def upgrade() -> None:
         sa.Column("closed_at", UTC, nullable=True),
         sa.Column("first_response_seconds", sa.Integer(), nullable=True),
         sa.Column("resolution_seconds", sa.Integer(), nullable=True),
+        sa.Column("first_response_business_minutes", sa.Float(), nullable=True),
+        sa.Column("first_response_stopped_at", UTC, nullable=True),
+        sa.Column("resolution_business_minutes", sa.Float(), nullable=True),
+        sa.Column("resolution_stopped_at", UTC, nullable=True),
         sa.Column("reopened", sa.Integer(), nullable=False),
         sa.Column("first_response_breached", sa.Boolean(), nullable=False),
         sa.Column("resolution_breached", sa.Boolean(), nullable=False),
@@ -53,7 +57,8 @@ def upgrade() -> None:
     op.create_index("ix_report_tickets_resolved_on", "report_tickets", ["resolved_on"])
     op.create_index("ix_report_tickets_solver_state", "report_tickets", ["solver_id", "state"])
     op.create_index("ix_report_tickets_solver_spans", "report_tickets",
-                    ["solver_id", "created_on", "first_response_seconds", "resolution_seconds"])
+                    ["solver_id", "created_on", "first_response_seconds", "resolution_seconds",
+                     "first_response_business_minutes", "resolution_business_minutes"])
     op.create_index("ix_report_tickets_category_path", "report_tickets", ["category_path"])
 
 
