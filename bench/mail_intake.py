@@ -3,8 +3,8 @@
 What it measures
     A private Dovecot (tests/portal/dovecot.py) holding `--messages` mails (4 in 5 new requests
     from 20 requesters, 1 in 5 replies naming the sender's own earlier ticket in the subject), a fresh PostgreSQL
-    tickets and portal database, a private RabbitMQ vhost, one `helpdesk run tickets` process
-    and one `helpdesk run mail_intake` process (separate OS processes). Timed: from the first
+    tickets and portal database, a private RabbitMQ vhost, `--replicas` `helpdesk run tickets`
+    processes and one `helpdesk run mail_intake` process (separate OS processes). Timed: from the first
     message in the processed folder to the last (IMAP STATUS polled every 0.2 s), so start-up
     is not counted. Printed: messages/s, tickets and comments that came out.
 
@@ -12,7 +12,7 @@ Target
     >= 50 messages/s (issue 8).
 
 Usage
-    .venv/bin/python bench/mail_intake.py [--messages 10000]
+    .venv/bin/python bench/mail_intake.py [--messages 10000] [--replicas 1]
 """
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def _processed(server: Dovecot) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=10_000)
+    ap.add_argument("--replicas", type=int, default=1, help="tickets service processes")
     args = ap.parse_args()
     C.print_machine()
     tag = uuid.uuid4().hex[:8]
@@ -74,7 +75,7 @@ def main() -> int:
         portal_url = P.create_portal_db(portal_db)
         requesters = [P.add_account(portal_url, f"zadavatel{i}@bench.cz", "requester", "org-1")[0] for i in range(20)]
         env = C.service_env(amqp, tickets_url, str(data), HELPDESK_PORTAL_DATABASE_URL=portal_url)
-        procs += C.start_services(1, env, data / "logs", amqp)
+        procs += C.start_services(args.replicas, env, data / "logs", amqp)
 
         from nameko.standalone.rpc import ClusterRpcProxy
 

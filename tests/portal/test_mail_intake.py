@@ -264,3 +264,20 @@ def test_quarantine_page_lets_staff_invite_and_accept_or_reject_and_is_hidden_fr
     # a second accept of the same mail is refused: one ticket
     assert post(admin, f"/console/mail-quarantine/{ids['nova@example.cz']}/accept").status_code == 400
     assert len(all_tickets(rpc, people)) == 1
+
+
+def test_one_senders_replies_keep_their_order_while_other_senders_mail_is_handled_beside_them(
+        tickets, people, dovecot, make_poller, rpc):
+    requester = actor(people["requester"])
+    ticket = rpc.tickets.create_ticket(actor=requester, data={"subject": "Sklad", "description": "nejde"})
+    for i in range(6):
+        # the first reply is the slowest to parse and send: handled side by side, it would land last
+        text = f"doplnění {i}" + ("\n" + "podrobnosti " * 7000 if i == 0 else "")
+        dovecot.append(mail("requester@example.cz", f"Re: [{ticket['number']}] Sklad", text).as_bytes())
+        dovecot.append(mail("colleague@example.cz", f"Kolega {i}", "jiný požadavek").as_bytes())
+
+    assert make_poller().poll_once() == 12
+
+    comments = rpc.tickets.get_ticket(actor=requester, ticket_id=ticket["id"])["comments"]
+    assert [c["body"].split("\n")[0] for c in comments] == [f"doplnění {i}" for i in range(6)]
+    assert len(all_tickets(rpc, people)) == 7

@@ -153,7 +153,7 @@ class Intake:
             except (Conflict, Forbidden) as exc:  # a closed ticket takes no comments: the mail starts a new one
                 log.info("reply to %s not added (%s): a new ticket", ticket["number"], exc)
                 return None
-        self._attach(ticket["id"], parsed, actor, raw, comment["id"], retry)
+        self._attach(ticket["id"], parsed, actor, raw, comment["id"], retry, cut=body != parsed.text)
         return Outcome("comment", ticket["id"])
 
     def _new_ticket(self, parsed, actor, raw: bytes, retry: bool, since) -> Outcome:
@@ -171,12 +171,12 @@ class Intake:
         if ticket is None:
             ticket = self.rpc.tickets("create_ticket", actor=actor, data={
                 "subject": subject, "description": description, "channel": "email"})
-        self._attach(ticket["id"], parsed, actor, raw, None, retry)
+        self._attach(ticket["id"], parsed, actor, raw, None, retry, cut=description != parsed.text)
         return Outcome("ticket", ticket["id"])
 
-    def _attach(self, ticket_id: int, parsed, actor, raw: bytes, comment_id, retry: bool) -> None:
+    def _attach(self, ticket_id: int, parsed, actor, raw: bytes, comment_id, retry: bool, cut: bool) -> None:
         files = list(parsed.attachments)
-        if parsed.reply_text != parsed.text:  # history or signature was cut: keep the whole mail
+        if cut:  # history or signature was cut from what the ticket shows: keep the whole mail beside it
             files.append(parsing.Attachment("original.eml", "message/rfc822", raw))
         if retry:
             have = {a["filename"] for a in self.rpc.tickets("get_ticket", actor=actor,

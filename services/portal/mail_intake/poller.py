@@ -48,14 +48,15 @@ class Poller:
             self.imap.imap.noop()  # lets the server report new messages; raises on a dead connection
         uids = self.imap.uids()
         moved = 0
+        self._held: set[str] = set()  # senders with a failed message: their later mail waits for the next pass
         for start in range(0, len(uids), BATCH):
             by_sender: dict[str, list] = {}
             for uid in uids[start:start + BATCH]:
                 fetched = self._fetch(uid)
                 if fetched is not None:
-                    by_sender.setdefault(_sender(fetched[1]), []).append((uid, *fetched))
+                    by_sender.setdefault(_sender(fetched[0]), []).append((uid, *fetched))
             pool = eventlet.GreenPool(WORKERS)
-            moved += sum(pool.imap(self._handle_in_order, by_sender.values()))
+            moved += sum(pool.imap(self._handle_in_order, by_sender.keys(), by_sender.values()))
         self.passes += 1
         return moved
 
@@ -71,10 +72,10 @@ class Poller:
                           self.settings.name)
             return None
 
-    def _handle_in_order(self, messages: list) -> int:
+    def _handle_in_order(self, sender: str, messages: list) -> int:
         """One sender's messages, one after another; returns how many were moved."""
         moved = 0
-        for uid, raw, size in messages:
+        for uid, raw, size in messages if sender not in self._held else ():
             try:
                 outcome = self.intake.handle(self.settings, raw, size=size, crash=self.crash)
                 if self.crash:
@@ -91,7 +92,8 @@ class Poller:
                     raise  # a test's simulated crash stops the process where it stands
                 log.exception("mail UID %s of %s failed; left in place, tried again next pass",
                               uid.decode(), self.settings.name)
-                break  # the sender's later mails wait too, so they never overtake this one
+                self._held.add(sender)  # the sender's later mails wait too, so they never overtake this one
+                break
         return moved
 
     def run_forever(self) -> None:
