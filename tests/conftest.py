@@ -170,8 +170,47 @@ def run_services(config):
         return runner
 
     yield start
+    queues = set()
     for runner in runners:
+        for container in runner.containers:
+            for entrypoint in container.entrypoints:
+                queue = getattr(entrypoint, "queue", None)  # event handlers' durable (quorum) queues
+                if queue is not None and getattr(queue, "name", None):
+                    queues.add(queue.name)
         runner.stop()
+    _delete_queues(config.amqp_uri, queues)
+
+
+def event_queues(*service_classes) -> set[str]:
+    """The event handlers' queue names of service classes (nameko's naming), for services run outside
+    `run_services` (e.g. inside the portal's process)."""
+    import inspect
+
+    names = set()
+    for cls in service_classes:
+        for method_name, method in inspect.getmembers(cls):
+            for entrypoint in getattr(method, "nameko_entrypoints", ()):
+                if hasattr(entrypoint, "event_type"):
+                    names.add(f"evt-{entrypoint.source_service}-{entrypoint.event_type}--{cls.name}.{method_name}")
+    return names
+
+
+def _delete_queues(amqp_uri: str, names: set[str]) -> None:
+    """Events a test left unconsumed must not reach the next test's services (the vhost lives all session)."""
+    from kombu import Connection
+
+    with Connection(amqp_uri) as conn:
+        for name in names:
+            channel = conn.channel()
+            try:
+                channel.queue_delete(name)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - closed by the broker after an error
+                    pass
 
 
 @pytest.fixture

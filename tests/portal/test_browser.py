@@ -21,9 +21,14 @@ def portal_server(tickets, portal_config):
     """`helpdesk run portal`'s server (web, relay, mail worker) on a free port; its base URL."""
     from helpdesk.portal.server import start
 
+    from conftest import _delete_queues, event_queues
+    from helpdesk.portal.notifier import PortalNotifier
+    from helpdesk.portal.reports_feed import ReportsFeed
+
     stop = start(portal_config, listen=("127.0.0.1", 0))
     yield f"http://127.0.0.1:{stop.port}"
     stop()
+    _delete_queues(portal_config.amqp_uri, event_queues(PortalNotifier, ReportsFeed))
 
 
 @pytest.fixture
