@@ -230,6 +230,23 @@ def rpc(config):
 
 
 @pytest.fixture
+def publish(config):
+    """Publish an event in its envelope (built and checked by its contract), as another service's relay would."""
+    from nameko.standalone.events import event_dispatcher
+
+    from helpdesk.common import events
+
+    dispatch = event_dispatcher(config.nameko())
+
+    def send(source: str, type_: str, payload: dict) -> dict:
+        envelope = events.build(source, type_, payload, "test-correlation")
+        dispatch(source, type_, envelope)
+        return envelope
+
+    return send
+
+
+@pytest.fixture
 def event_log(config):
     """Collects every event published on an exchange, through a queue of the test's own."""
     from support import EventLog

@@ -48,20 +48,3 @@ def assignment(run_services, tickets):
     from helpdesk.assignment.service import AssignmentService
 
     return run_services(AssignmentService)
-
-
-@pytest.fixture
-def publish(config):
-    """Publish an event in its envelope, as another service's outbox relay would."""
-    from nameko.standalone.events import event_dispatcher
-
-    from helpdesk.common import events
-
-    dispatch = event_dispatcher(config.nameko())
-
-    def send(source: str, type_: str, payload: dict) -> dict:
-        envelope = events.build(source, type_, payload, "test")
-        dispatch(source, type_, envelope)
-        return envelope
-
-    return send

@@ -8,7 +8,6 @@ import time
 from zoneinfo import ZoneInfo
 
 import pytest
-from nameko.standalone.events import event_dispatcher
 
 from helpdesk.common import events
 from helpdesk.portal import reports
@@ -37,23 +36,22 @@ def _wait_until_fed(portal_db, rpc, ids, timeout=20.0):
     pytest.fail(f"read model did not catch up: want {want}, have {have}")
 
 
-def _stopped(config, ticket, target, minutes, solver_id):
-    payload = {"ticket_id": ticket["id"], "number": ticket["number"], "target": target, "policy": "Standard",
-               "stopped_at": events.utcnow(), "minutes_used": minutes, "business": True, "met": True,
-               "solver_id": solver_id}
-    event_dispatcher(config.nameko())("sla", "clock_stopped", events.build("sla", "clock_stopped", payload, None))
+def _stopped(publish, ticket, target, minutes, solver_id):
+    publish("sla", "clock_stopped", {
+        "ticket_id": ticket["id"], "number": ticket["number"], "target": target, "policy": "Standard",
+        "stopped_at": events.utcnow(), "minutes_used": minutes, "business": True, "met": True,
+        "solver_id": solver_id})
 
 
-def _breach(config, ticket, target):
-    payload = {"ticket_id": ticket["id"], "number": ticket["number"], "target": target, "policy": "Standard",
-               "deadline": events.utcnow(), "business_minutes_used": 500, "business_minutes_target": 480,
-               "solver_id": None, "breached_by_minutes": 20}
-    dispatch = event_dispatcher(config.nameko())
-    dispatch("sla", "sla_breached", events.build("sla", "sla_breached", payload, None))
+def _breach(publish, ticket, target):
+    publish("sla", "sla_breached", {
+        "ticket_id": ticket["id"], "number": ticket["number"], "target": target, "policy": "Standard",
+        "deadline": events.utcnow(), "business_minutes_used": 500, "business_minutes_target": 480,
+        "solver_id": None, "breached_by_minutes": 20})
 
 
 @pytest.fixture
-def worked_tickets(tickets, run_services, portal_config, rpc):
+def worked_tickets(tickets, run_services, portal_config, rpc, publish):
     """Nine tickets in every shape a report must count: open, assigned, replied, resolved, reopened, rated,
     closed, breached."""
     run_services(ReportsFeed, cfg=portal_config)
@@ -77,12 +75,12 @@ def worked_tickets(tickets, run_services, portal_config, rpc):
     for t, score in zip(made[:3], (5, 2, 4)):
         rpc.tickets.rate(actor=REQUESTER, ticket_id=t["id"], score=score, comment="Díky" if score > 3 else "Pomalé")
     _move(rpc, made[3], "closed", who=DISPATCHER)
-    _breach(portal_config, made[1], "resolution")
-    _breach(portal_config, made[5], "first_response")
+    _breach(publish, made[1], "resolution")
+    _breach(publish, made[5], "first_response")
     # business time as the SLA service would announce it: SOLVER's tickets 0, 1, 3
     for t, minutes in zip((made[0], made[1], made[3]), (30.0, 90.0, 45.0)):
-        _stopped(portal_config, t, "resolution", minutes, SOLVER["id"])
-    _stopped(portal_config, made[0], "resolution", 75.0, SOLVER["id"])  # resolved again after the reopening
+        _stopped(publish, t, "resolution", minutes, SOLVER["id"])
+    _stopped(publish, made[0], "resolution", 75.0, SOLVER["id"])  # resolved again after the reopening
     ids = [t["id"] for t in made]
     return ids, hw, printers
 

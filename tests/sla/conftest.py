@@ -1,5 +1,5 @@
-"""Fixtures of the SLA tests: an SLA database beside the tickets one (same kind), a config naming both,
-and a publisher of tickets and portal events onto the real broker."""
+"""Fixtures of the SLA tests: an SLA database beside the tickets one (same kind) and a config naming both
+(events are published with the shared `publish` fixture)."""
 from __future__ import annotations
 
 import dataclasses
@@ -55,20 +55,3 @@ def config(config, sla_database_url):
     """The shared config plus the SLA database and a fast scheduler."""
     return dataclasses.replace(config, database_urls={**config.database_urls, "sla": sla_database_url},
                                sla_scheduler_seconds=0.2)
-
-
-@pytest.fixture
-def publish(config):
-    """Publish an event as its service would (envelope built and validated by the contracts)."""
-    from nameko.standalone.events import event_dispatcher
-
-    from helpdesk.common import events
-
-    dispatch = event_dispatcher(config.nameko())
-
-    def send(source: str, type_: str, payload: dict) -> dict:
-        envelope = events.build(source, type_, payload, "test-correlation")
-        dispatch(source, type_, envelope)
-        return envelope
-
-    return send
