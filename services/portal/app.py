@@ -184,7 +184,7 @@ def create_app(cfg: Config, rpc: RpcPool | None = None, mail: MailSender | None 
         rpc=rpc or RpcPool(cfg.nameko()), mail=mail or MailSender(cfg),
         outbox=OutboxWriter(outbox, "portal"))
 
-    from helpdesk.portal import admin_views, api, assignment_views, auth_views, report_views, ticket_views
+    from helpdesk.portal import admin_views, api, assignment_views, auth_views, erp_views, report_views, ticket_views
 
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(ticket_views.bp)
@@ -192,6 +192,7 @@ def create_app(cfg: Config, rpc: RpcPool | None = None, mail: MailSender | None 
     app.register_blueprint(api.bp)
     app.register_blueprint(report_views.bp)
     app.register_blueprint(assignment_views.bp)
+    app.register_blueprint(erp_views.bp)
     from helpdesk.portal import quarantine_views  # the e-mail intake's quarantine (docs/mail.md)
 
     app.register_blueprint(quarantine_views.bp)

@@ -301,4 +301,24 @@ CS = {
         "Vyřešení v pracovní době, medián / p90",
     "Times are calendar time from creation; business time is what the SLA service measured (time waiting on the customer excluded); SLA compliance counts resolved or breached tickets.":
         "Časy jsou kalendářní od založení; pracovní doba je to, co naměřila služba SLA (bez čekání na zákazníka); plnění SLA počítá vyřešené nebo porušené požadavky.",
+    # HELIOS synchronisation page
+    "HELIOS synchronisation": "Synchronizace s HELIOS",
+    "The ERP bridge is not running: nothing is read from or written to HELIOS now. Tickets wait and go to HELIOS once it runs again.":
+        "Most do ERP neběží: z HELIOS se teď nic nečte ani do něj nezapisuje. Požadavky počkají a do HELIOS se zapíší, až most poběží.",
+    "Connected to HELIOS Orange.": "Připojeno k HELIOS Orange.",
+    "No HELIOS database is configured (HELPDESK_ERP_HELIOS_URL): the bridge idles and answers look-ups from what it stored.":
+        "Databáze HELIOS není nastavena (HELPDESK_ERP_HELIOS_URL): most čeká a dotazy zodpovídá z uložených dat.",
+    "Table": "Tabulka",
+    "Last success": "Poslední úspěch",
+    "Since": "Před",
+    "Newest change": "Nejnovější změna",
+    "Rows stored": "Uložených řádků",
+    "Errors in a row": "Chyb za sebou",
+    "Last error": "Poslední chyba",
+    "Nothing read from HELIOS yet.": "Z HELIOS zatím nic nenačteno.",
+    "Records and writes": "Záznamy a zápisy",
+    "Tickets waiting to be written into HELIOS": "Požadavky čekající na zápis do HELIOS",
+    "Writes failing (retried)": "Selhávající zápisy (opakují se)",
+    "Notes waiting": "Čekající poznámky",
+    "HELIOS": "HELIOS",
 }
