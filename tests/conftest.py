@@ -60,14 +60,30 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
+@contextlib.contextmanager
+def _vhost(prefix: str):
+    vhost = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    try:
+        yield f"{AMQP_HOST}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
 @pytest.fixture(scope="session")
 def amqp_uri():
     """A vhost of this test session's own on the real broker, removed afterwards."""
-    vhost = f"helpdesk-test-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    yield f"{AMQP_HOST}/{vhost}"
-    _rabbitmqctl("delete_vhost", vhost)
+    with _vhost("helpdesk-test") as uri:
+        yield uri
+
+
+@pytest.fixture
+def own_amqp_uri():
+    """A vhost for one test, removed afterwards: for whole `helpdesk run all` processes, whose durable event
+    queues would otherwise stay in the session's vhost and collect every later test's events."""
+    with _vhost("helpdesk-own") as uri:
+        yield uri
 
 
 def _pg_exec(sql: str) -> None:

@@ -35,8 +35,8 @@ def test_unknown_service_is_named(tmp_path):
     assert result.returncode != 0 and "unknown service helpdesk-x" in result.stderr
 
 
-def test_run_all_with_demo_data_serves_tickets(tmp_path, amqp_uri):
-    env = _env(tmp_path, HELPDESK_AMQP_URI=amqp_uri)
+def test_run_all_with_demo_data_serves_tickets(tmp_path, own_amqp_uri):
+    env = _env(tmp_path, HELPDESK_AMQP_URI=own_amqp_uri)
     proc = subprocess.Popen([HELPDESK, "run", "all", "--demo"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

@@ -85,9 +85,9 @@ def _test_config(metrics_port: int, dead_port: int) -> dict:
 
 
 @pytest.fixture
-def services_process(tmp_path, amqp_uri):
+def services_process(tmp_path, own_amqp_uri):
     port = free_port()
-    env = dict(os.environ, HELPDESK_AMQP_URI=amqp_uri, HELPDESK_DATA_DIR=str(tmp_path / "data"),
+    env = dict(os.environ, HELPDESK_AMQP_URI=own_amqp_uri, HELPDESK_DATA_DIR=str(tmp_path / "data"),
                HELPDESK_METRICS_PORT=str(port), HELPDESK_PORTAL_PORT=str(free_port()), HELPDESK_LOG_FORMAT="text")
     proc = subprocess.Popen([HELPDESK, "run", "all", "--demo"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
