@@ -219,6 +219,7 @@ def apply_ticket_event(session: Session, event_type: str, payload: dict, now: dt
     snap = payload["ticket"]
     ticket = session.get(Ticket, snap["id"], with_for_update=True, populate_existing=True)
     at = _parse_time(snap["updated_at"])
+    moves = []  # added once the ticket's row is written: they refer to it
     if ticket is None:
         ticket = Ticket(ticket_id=snap["id"], version=-1, created_at=_parse_time(snap["created_at"]),
                         category_path=[], state=snap["state"])
@@ -226,10 +227,10 @@ def apply_ticket_event(session: Session, event_type: str, payload: dict, now: dt
         if event_type != "ticket_state_changed" and snap["state"] != "received":
             # a ticket first seen after it moved (the SLA service started later): its moves are unknown,
             # so count it in its current state since this snapshot
-            session.add(StateMove(ticket_id=snap["id"], at=at, from_state="received", to_state=snap["state"]))
+            moves.append(StateMove(ticket_id=snap["id"], at=at, from_state="received", to_state=snap["state"]))
     if event_type == "ticket_state_changed":
-        session.add(StateMove(ticket_id=snap["id"], at=at, from_state=payload["from_state"],
-                              to_state=payload["to_state"]))
+        moves.append(StateMove(ticket_id=snap["id"], at=at, from_state=payload["from_state"],
+                               to_state=payload["to_state"]))
     if snap["version"] >= ticket.version:  # events of one ticket may be handled out of order by replicas
         solver = snap.get("solver") or {}
         ticket.number = snap["number"]
@@ -248,6 +249,8 @@ def apply_ticket_event(session: Session, event_type: str, payload: dict, now: dt
     first = _parse_time(snap.get("first_response_at"))
     if first is not None and (ticket.first_response_at is None or first < ticket.first_response_at):
         ticket.first_response_at = first
+    session.flush()
+    session.add_all(moves)
     session.flush()
     recompute(session, ticket, now)
 

@@ -336,3 +336,14 @@ def test_a_stopped_clock_is_announced_with_its_time_and_again_after_a_reopening(
     again = wait_until(lambda: len(stops()) >= 3 and stops())
     assert len(again) == 3 and again[-1]["payload"]["target"] == "resolution"
     assert again[-1]["payload"]["stopped_at"] > resolution["stopped_at"]
+
+
+def test_a_state_change_arriving_before_the_creation_is_kept(run_services, rpc, publish):
+    """Replicas and redelivery may hand the SLA service a ticket's move before its creation."""
+    run_services(SlaService)
+    created_at = utcnow() - dt.timedelta(minutes=5)
+    state_changed(publish, 501, created_at, "received", "in_progress", 2)
+    assert wait_until(lambda: _known(rpc, 501))
+    created(publish, 501, ago_seconds=300)
+    clocks = wait_until(lambda: (v := _known(rpc, 501)) and len(v["clocks"]) == 2 and v["clocks"])
+    assert {c["target"] for c in clocks} == {"first_response", "resolution"}
