@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,37 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+IDLE_PING_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """`pool_pre_ping` for connections that sat idle, not for every checkout.
+
+    SQLAlchemy's `pool_pre_ping` sends a `SELECT 1` on every checkout: a round trip and a
+    hub switch per transaction (docs/performance.md). A connection used moments ago is
+    alive; one idle for `IDLE_PING_SECONDS` (a database restart, a firewall's idle timeout)
+    is pinged, and a dead one makes the pool connect afresh (the "pessimistic disconnect
+    handling" recipe of SQLAlchemy's pooling docs). A connection that dies while busy
+    fails its statement once and is discarded by the pool.
+    """
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", float("inf")) < IDLE_PING_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3, which eventlet can't green)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -80,8 +113,9 @@ def get_engine(url: str, **kwargs) -> Engine:
         if url.startswith("postgresql"):
             kwargs.setdefault("pool_size", 20)
             kwargs.setdefault("max_overflow", 10)
-        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_use_lifo", True)  # hot connections first: the idle ones may go stale
         engine = create_engine(url, **kwargs)
+        _ping_when_idle(engine)
     _engines[url] = engine
     return engine
 

@@ -1,0 +1,45 @@
+"""The connection pool: a connection that sat idle is pinged before use, a busy one is not."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import OperationalError
+
+from helpdesk.common import db
+
+
+def _backend_pid(sessions) -> int:
+    with db.transaction(sessions) as session:
+        return session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def _terminate(url: str, pid: int) -> None:
+    """Drop a backend from outside the pool."""
+    engine = create_engine(db.normalise_url(url), poolclass=NullPool)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    engine.dispose()
+
+
+@pytest.mark.postgresql
+def test_a_pooled_connection_killed_while_idle_is_replaced_not_failed(empty_database, monkeypatch):
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.2)
+    sessions = db.session_factory(empty_database)
+    first = _backend_pid(sessions)
+    _terminate(empty_database, first)  # the server drops it, as a restart or an idle timeout would
+    time.sleep(0.3)
+    assert _backend_pid(sessions) != first  # pinged, found dead, replaced: the caller saw no error
+
+
+@pytest.mark.postgresql
+def test_a_connection_used_moments_ago_is_not_pinged_so_its_death_fails_once(empty_database, monkeypatch):
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 60)
+    sessions = db.session_factory(empty_database)
+    first = _backend_pid(sessions)
+    _terminate(empty_database, first)
+    with pytest.raises(OperationalError):  # no SELECT 1 before it: the dead connection is used as it is
+        _backend_pid(sessions)
+    assert _backend_pid(sessions) != first  # and the pool has thrown it away
