@@ -109,6 +109,8 @@ def get_engine(url: str, **kwargs) -> Engine:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, **kwargs)
         _sqlite_setup(engine)
+    elif url.startswith("sqlite"):  # in memory: one connection, nothing to go stale
+        engine = create_engine(url, **kwargs)
     else:
         if url.startswith("postgresql"):
             kwargs.setdefault("pool_size", 20)

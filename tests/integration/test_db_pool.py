@@ -11,6 +11,14 @@ from sqlalchemy.exc import OperationalError
 from helpdesk.common import db
 
 
+@pytest.fixture
+def pg_url(tmp_path):
+    from conftest import _new_database
+
+    with _new_database("postgresql", tmp_path) as url:
+        yield url
+
+
 def _backend_pid(sessions) -> int:
     with db.transaction(sessions) as session:
         return session.execute(text("SELECT pg_backend_pid()")).scalar_one()
@@ -25,21 +33,21 @@ def _terminate(url: str, pid: int) -> None:
 
 
 @pytest.mark.postgresql
-def test_a_pooled_connection_killed_while_idle_is_replaced_not_failed(empty_database, monkeypatch):
+def test_a_pooled_connection_killed_while_idle_is_replaced_not_failed(pg_url, monkeypatch):
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.2)
-    sessions = db.session_factory(empty_database)
+    sessions = db.session_factory(pg_url)
     first = _backend_pid(sessions)
-    _terminate(empty_database, first)  # the server drops it, as a restart or an idle timeout would
+    _terminate(pg_url, first)  # the server drops it, as a restart or an idle timeout would
     time.sleep(0.3)
     assert _backend_pid(sessions) != first  # pinged, found dead, replaced: the caller saw no error
 
 
 @pytest.mark.postgresql
-def test_a_connection_used_moments_ago_is_not_pinged_so_its_death_fails_once(empty_database, monkeypatch):
+def test_a_connection_used_moments_ago_is_not_pinged_so_its_death_fails_once(pg_url, monkeypatch):
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 60)
-    sessions = db.session_factory(empty_database)
+    sessions = db.session_factory(pg_url)
     first = _backend_pid(sessions)
-    _terminate(empty_database, first)
+    _terminate(pg_url, first)
     with pytest.raises(OperationalError):  # no SELECT 1 before it: the dead connection is used as it is
         _backend_pid(sessions)
     assert _backend_pid(sessions) != first  # and the pool has thrown it away
