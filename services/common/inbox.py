@@ -20,8 +20,7 @@ import logging
 import eventlet
 from kombu import Connection, Exchange, Queue
 from nameko.events import EventHandler
-from sqlalchemy import Column, MetaData, String, Table, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Column, MetaData, String, Table
 
 from helpdesk.common import events
 from helpdesk.common.db import UTCDateTime
@@ -120,6 +119,15 @@ class ReliableEventHandler(EventHandler):
 event_handler = ReliableEventHandler.decorator
 
 
+def _insert_new(session, table):
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (PostgreSQL or SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
+
+
 def idempotent(method):
     """Run `method(self, session, event)` once per event_id, in one transaction with the guard.
 
@@ -135,15 +143,10 @@ def idempotent(method):
         table = self.db.metadata.tables["processed_events"]
         try:
             with self.db.transaction() as session:
-                seen = session.execute(select(table.c.event_id).where(table.c.event_id == event.event_id)
-                                       .where(table.c.handler == handler_name)).first()
-                if seen is not None:
-                    raise _Duplicate()
-                try:
-                    session.execute(table.insert().values(event_id=event.event_id, handler=handler_name,
-                                                          processed_at=events.utcnow()))
-                except IntegrityError:
-                    # another replica committed the same event_id after our check
+                # one statement: a row already there (or being committed by another replica, which
+                # this waits for) means the event was handled
+                if not session.execute(_insert_new(session, table).values(
+                        event_id=event.event_id, handler=handler_name, processed_at=events.utcnow())).rowcount:
                     raise _Duplicate()
                 result = method(self, session, event)
         except _Duplicate:
