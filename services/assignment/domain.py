@@ -110,6 +110,13 @@ class Solver:
         """A skill on a category covers its whole subtree; no skills means every category."""
         return not self.skills or not category_path or bool(self.skills & set(category_path))
 
+    def can_take(self, now: dt.datetime, load) -> bool:
+        """`unavailable_because(...) is None`, without the words (it runs for every solver on every decision);
+        `load(solver)` gives the open-ticket count and is asked only of solvers with a capacity."""
+        return (self.active and self.employee_active is not False
+                and ((self.absent_from is None and self.absent_to is None) or not self.is_absent(now))
+                and (self.capacity is None or load(self) < self.capacity))
+
     def unavailable_because(self, now: dt.datetime, open_tickets: int | None = None) -> str | None:
         """Why this solver cannot take a ticket now (None: they can); `open_tickets` overrides the load."""
         if not self.is_active():
@@ -195,17 +202,23 @@ def _loads(loads):
     return lambda s: loads.get(s.id, 0)
 
 
-def eligible(solvers, ticket: TicketFacts, rule: Rule, now: dt.datetime, exclude=frozenset(),
-             loads=None) -> list[Solver]:
-    """Solvers who may get this ticket now: solver role, active, present, under capacity, with the skill,
-    in the rule's pool and team."""
-    load = _loads(loads)
+def qualified(solvers, ticket: TicketFacts, rule: Rule) -> list[Solver]:
+    """Solvers a rule may give this ticket whatever their day: solver role, in the rule's pool and team, with
+    the skill. Depends on the roster and rules only, so callers may keep it while those stay the same."""
     return [s for s in solvers
-            if SOLVER in s.roles and s.id not in exclude
+            if SOLVER in s.roles
             and (not rule.pool or s.id in rule.pool)
             and (rule.team is None or s.team == rule.team)
-            and s.takes(ticket.category_path)
-            and s.unavailable_because(now, load(s)) is None]
+            and s.takes(ticket.category_path)]
+
+
+def eligible(solvers, ticket: TicketFacts, rule: Rule, now: dt.datetime, exclude=frozenset(),
+             loads=None, qualified_solvers=None) -> list[Solver]:
+    """Solvers who may get this ticket now: `qualified` ones (given, or worked out from `solvers`) who are
+    active, present, under capacity and not excluded."""
+    load = _loads(loads)
+    pool = qualified(solvers, ticket, rule) if qualified_solvers is None else qualified_solvers
+    return [s for s in pool if s.id not in exclude and s.can_take(now, load)]
 
 
 def _round_robin(candidates: list[Solver], turn: int) -> Solver:
@@ -214,11 +227,12 @@ def _round_robin(candidates: list[Solver], turn: int) -> Solver:
     return ordered[turn % len(ordered)]
 
 
-def _least_loaded(candidates: list[Solver], rng: random.Random, load) -> Solver:
-    """Fewest open tickets; a tie goes to a random one of them, so replicas and concurrent workers deciding
-    at the same moment (each not yet seeing the others' choices) spread out instead of piling on one."""
+def _least_loaded(candidates: list[Solver], rng: random.Random, load) -> tuple[Solver, int]:
+    """Fewest open tickets (the solver and the count); a tie goes to a random one of them, so replicas and
+    concurrent workers deciding at the same moment (each not yet seeing the others' choices) spread out
+    instead of piling on one."""
     fewest = min(load(s) for s in candidates)
-    return rng.choice([s for s in candidates if load(s) == fewest])
+    return rng.choice([s for s in candidates if load(s) == fewest]), fewest
 
 
 def _guarantor(ticket: TicketFacts, contract: ContractFacts | None, solvers, now, exclude,
@@ -247,9 +261,10 @@ _RNG = random.Random()
 
 def decide(ticket: TicketFacts, rule: Rule, solvers, now: dt.datetime, *, contract: ContractFacts | None = None,
            turn: int = 0, start: int = 0, exclude=frozenset(), rng: random.Random | None = None,
-           loads=None) -> Decision:
+           loads=None, qualified: list[Solver] | None = None) -> Decision:
     """Walk the rule's chain from step `start`; the first step that can act decides. `turn` is the rule's
-    round-robin turn for this ticket; `loads` (solver id -> open tickets) overrides the Solvers' own counts."""
+    round-robin turn for this ticket; `loads` (solver id -> open tickets) overrides the Solvers' own counts;
+    `qualified` is `qualified(solvers, ticket, rule)` when the caller keeps it."""
     solvers = list(solvers)
     load = _loads(loads)
     skipped: list[tuple[str, str]] = []
@@ -266,7 +281,7 @@ def decide(ticket: TicketFacts, rule: Rule, solvers, now: dt.datetime, *, contra
                 continue
             return Decision(rule.name, step, mode, ASSIGN, solver=solver,
                             reason=f"assigned to {solver.name} {by} — {why}", skipped=tuple(skipped))
-        pool = eligible(solvers, ticket, rule, now, exclude, loads)
+        pool = eligible(solvers, ticket, rule, now, exclude, loads, qualified)
         if not pool:
             skipped.append((mode, "no eligible solver is available"))
             continue
@@ -281,9 +296,9 @@ def decide(ticket: TicketFacts, rule: Rule, solvers, now: dt.datetime, *, contra
                             reason=f"assigned to {solver.name} {by} — round robin among {len(pool)} eligible solvers",
                             skipped=tuple(skipped))
         if mode == LEAST_LOADED:
-            solver = _least_loaded(pool, rng or _RNG, load)
+            solver, fewest = _least_loaded(pool, rng or _RNG, load)
             return Decision(rule.name, step, mode, ASSIGN, solver=solver,
-                            reason=f"assigned to {solver.name} {by} — least loaded ({load(solver)} open "
+                            reason=f"assigned to {solver.name} {by} — least loaded ({fewest} open "
                                    f"tickets) among {len(pool)} eligible solvers",
                             skipped=tuple(skipped))
         raise ValueError(f"unknown work mode {mode!r}")

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
@@ -63,9 +66,13 @@ def _solver_of(row: SolverRow, employee_active: bool | None) -> domain.Solver:
                          row.absent_from, row.absent_to)
 
 
-# rules and roster change rarely and are read by every decision: kept per process and database, keyed
-# by a fingerprint of their tables that every change moves (count and newest updated_at/changed_at)
-_CACHE: dict = {}
+# Rules and roster change rarely and are read by every decision: kept per process and database. The
+# copy is checked against a fingerprint of their tables that every change moves (count and newest
+# updated_at/changed_at) at most once every CACHE_CHECK_SECONDS, so a change made through another
+# replica is seen within that time; a change this process commits drops its copy at once.
+CACHE_CHECK_SECONDS = 1.0
+_CACHE: dict = {}   # database URL -> [fingerprint, {'rules', 'roster', 'qualified'}, checked at (monotonic)]
+_ROSTER_TABLES = frozenset({"solvers", "employees", "rules"})
 
 
 def _fingerprint(session: Session) -> tuple:
@@ -78,20 +85,53 @@ def _fingerprint(session: Session) -> tuple:
 
 
 def _cached(session: Session) -> dict:
-    """{'rules': [...], 'roster': {id: Solver}} as of this transaction's fingerprint (asked once per session)."""
+    """{'rules': [...], 'roster': {id: Solver}, 'qualified': memo} for this transaction (looked up once per session)."""
     if "assignment_cache" in session.info:
         return session.info["assignment_cache"]
-    fingerprint = _fingerprint(session)
+    if session.info.get("assignment_roster_changed"):  # this transaction's own changes, not shared before commit
+        session.info["assignment_cache"] = _read_roster(session)
+        return session.info["assignment_cache"]
     key = str(session.get_bind().url)
-    cached = _CACHE.get(key)
-    if cached is None or cached[0] != fingerprint:
-        rows = session.execute(select(SolverRow, EmployeeRow.active)
-                               .outerjoin(EmployeeRow, EmployeeRow.helios_id == SolverRow.employee_id)).all()
-        cached = _CACHE[key] = (fingerprint, {
-            "roster": {row.id: _solver_of(row, active) for row, active in rows},
-            "rules": [rule_of(r) for r in session.scalars(select(RuleRow)).all()]})
+    cached, now = _CACHE.get(key), time.monotonic()
+    if cached is None or now - cached[2] >= CACHE_CHECK_SECONDS:
+        fingerprint = _fingerprint(session)
+        if cached is None or cached[0] != fingerprint:
+            cached = _CACHE[key] = [fingerprint, _read_roster(session), now]
+        cached[2] = now
     session.info["assignment_cache"] = cached[1]
     return cached[1]
+
+
+def _read_roster(session: Session) -> dict:
+    rows = session.execute(select(SolverRow, EmployeeRow.active)
+                           .outerjoin(EmployeeRow, EmployeeRow.helios_id == SolverRow.employee_id)).all()
+    return {"roster": {row.id: _solver_of(row, active) for row, active in rows},
+            "rules": [rule_of(r) for r in session.scalars(select(RuleRow)).all()],
+            "qualified": {}}
+
+
+def _note_roster_change(session: Session, tables) -> None:
+    if not session.info.get("assignment_roster_changed") and _ROSTER_TABLES.intersection(tables):
+        session.info["assignment_roster_changed"] = True
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _roster_flushed(session, _flush_context, _instances):
+    _note_roster_change(session, {getattr(o, "__tablename__", None)
+                                  for o in (*session.new, *session.dirty, *session.deleted)})
+
+
+@sa_event.listens_for(Session, "do_orm_execute")
+def _roster_executed(state):
+    if state.is_update or state.is_delete or state.is_insert:
+        table = getattr(state.statement, "table", None)
+        _note_roster_change(state.session, {getattr(table, "name", None)})
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _roster_committed(session):
+    if session.info.pop("assignment_roster_changed", False):
+        _CACHE.pop(str(session.get_bind().url), None)
 
 
 def cached_rules(session: Session) -> list[domain.Rule]:
@@ -102,9 +142,49 @@ def _static_roster(session: Session) -> dict:
     return _cached(session)["roster"]
 
 
-def loads(session: Session) -> dict:
-    """Open tickets per solver id, from the maintained counters (one row per solver, whatever the tickets)."""
-    return dict(session.execute(select(SolverLoad.solver_id, SolverLoad.open_tickets)).all())
+def _qualified(session: Session, rule: domain.Rule, facts: domain.TicketFacts) -> list[domain.Solver]:
+    """The roster solvers a rule may give a ticket of this category, whatever their day (memoised with the roster)."""
+    cache = _cached(session)
+    key = (rule.id, rule.name, facts.category_path)
+    found = cache["qualified"].get(key)
+    if found is None:
+        found = cache["qualified"][key] = domain.qualified(cache["roster"].values(), facts, rule)
+    return found
+
+
+class _Loads(Mapping):
+    """Open tickets per solver id from the maintained counters, read on first use (a rule that needs
+    no counts costs no query). One row per solver, whatever the number of tickets."""
+
+    def __init__(self, session: Session):
+        self._session, self._counts = session, None
+
+    def _read(self) -> dict:
+        if self._counts is None:
+            # straight from the driver's cursor: a thousand rows cost a third of what result rows do
+            cursor = self._session.connection().connection.cursor()
+            try:
+                cursor.execute("SELECT solver_id, open_tickets FROM solver_load")
+                self._counts = dict(cursor.fetchall())
+            finally:
+                cursor.close()
+        return self._counts
+
+    def __getitem__(self, key):
+        return self._read()[key]
+
+    def get(self, key, default=None):
+        return self._read().get(key, default)
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __len__(self):
+        return len(self._read())
+
+
+def loads(session: Session) -> Mapping:
+    return _Loads(session)
 
 
 def roster(session: Session, ids=None) -> list[domain.Solver]:
@@ -258,6 +338,7 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
         turn = take_turn(session, rule.name) if domain.ROUND_ROBIN in rule.chain[start:] else 0
     solvers = list(_static_roster(session).values())
     counts = loads(session)
+    qualified = _qualified(session, rule, facts)
     contract = None
     if facts.contract:
         c = session.get(ContractRow, facts.contract)
@@ -265,7 +346,7 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
             contract = domain.ContractFacts(c.number, c.closed, c.guarantor_employee_id, c.valid_to)
             solvers = _with_guarantor_linked(session, solvers, c.guarantor_employee_id)
     decision = domain.decide(facts, rule, solvers, now, contract=contract, turn=turn, start=start, exclude=exclude,
-                             loads=counts)
+                             loads=counts, qualified=qualified)
 
     final = {domain.ASSIGN: ASSIGNED, domain.OFFER: OFFERED, domain.QUEUE: QUEUED, domain.NONE: UNASSIGNED}[
         decision.action]
