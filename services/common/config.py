@@ -91,7 +91,10 @@ SETTINGS: tuple[Setting, ...] = (
             "contract guarantor: a TabZakazka column, or _EXT.<column> of TabZakazka_EXT (employee Cislo)"),
     Setting("HELPDESK_ERP_EMPLOYEE_ACTIVE_COLUMN", "",
             "employee active flag: a TabCisZam column or _EXT.<column>; empty: every employee is active"),
-    Setting("HELPDESK_ERP_NOTES", "text", "comments into HELIOS: text (appended to the activity's Popis) or none"),
+    Setting("HELPDESK_ERP_NOTES", "text",
+            "comments into HELIOS: text (appended to the activity's Popis), task (each a finished TabUkoly task; "
+            "task:subject=<column>,text=<column>,employee=<Cislo> for unconfirmed columns and a default employee) "
+            "or none"),
     Setting("HELPDESK_ERP_LOGIN", "helpdesk", "name written into Autor/Zmenil of rows the bridge writes"),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -176,18 +177,93 @@ def subject_line(number: str, subject: str) -> str:
     return f"{number} {subject}"[:255]
 
 
+def _written_at(comment: dict) -> dt.datetime:
+    when = comment["created_at"]
+    return dt.datetime.fromisoformat(when) if isinstance(when, str) else when
+
+
+def _kind(comment: dict) -> str:
+    # a comment queued before comments were kept whole (see handlers.claim_link) has no `public`
+    return {True: "odpověď", False: "interní poznámka"}.get(comment.get("public"), "poznámka")
+
+
 def note_line(comment: dict, tz: str) -> str:
     """One comment as a line appended to the activity's Popis; `[#c<id>]` makes the append idempotent."""
-    when = comment["created_at"]
-    if isinstance(when, str):
-        when = dt.datetime.fromisoformat(when)
-    local = when.astimezone(ZoneInfo(tz)).strftime("%d.%m.%Y %H:%M")
-    kind = "odpověď" if comment["public"] else "interní poznámka"
-    return f"[#c{comment['id']}] {local} {comment['author']['name']} ({kind}): {comment['body']}"
+    local = _written_at(comment).astimezone(ZoneInfo(tz)).strftime("%d.%m.%Y %H:%M")
+    return f"{note_marker(comment['id'])} {local} {comment['author']['name']} ({_kind(comment)}): {comment['body']}"
 
 
 def note_marker(comment_id: int) -> str:
     return f"[#c{comment_id}]"
+
+
+# ---------------------------------------------------------------- comments as tasks
+
+NOTES_TEXT, NOTES_TASK, NOTES_NONE = "text", "task", "none"
+TASK_DONE = 2  # TabUkoly.Stav of a finished task: a comment is written when it arrives
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class NotesSetting:
+    """HELPDESK_ERP_NOTES: how comments reach HELIOS, and for tasks the TabUkoly columns HELIOS.md does not
+    confirm (subject and text; empty: not written) and the employee written when the author is none."""
+
+    mode: str = NOTES_TEXT
+    subject_column: str = "Predmet"
+    text_column: str = "Popis"
+    default_employee: int | None = None  # a TabCisZam.Cislo
+
+    @property
+    def marker_column(self) -> str | None:
+        """Where a task's `[#c<id>]` stands, so a repeated write finds the task again."""
+        return self.subject_column or self.text_column or None
+
+
+def parse_notes(value: str) -> NotesSetting:
+    """`text`, `none`, or `task[:subject=<column>,text=<column>,employee=<TabCisZam.Cislo>]`."""
+    mode, _, options = value.strip().partition(":")
+    if mode not in (NOTES_TEXT, NOTES_TASK, NOTES_NONE) or (options and mode != NOTES_TASK):
+        raise ValueError(f"HELPDESK_ERP_NOTES must be text, task or none (task may add "
+                         f":subject=<column>,text=<column>,employee=<number>), not {value!r}")
+    chosen = {"subject": NotesSetting.subject_column, "text": NotesSetting.text_column, "employee": ""}
+    for part in filter(None, (p.strip() for p in options.split(","))):
+        key, eq, given = (p.strip() for p in part.partition("="))
+        if not eq or key not in chosen:
+            raise ValueError(f"HELPDESK_ERP_NOTES: unknown task option {part!r} (subject=, text=, employee=)")
+        chosen[key] = given
+    for key in ("subject", "text"):
+        if chosen[key] and not _COLUMN.fullmatch(chosen[key]):
+            raise ValueError(f"HELPDESK_ERP_NOTES: {key}= must name a TabUkoly column, not {chosen[key]!r}")
+    if chosen["subject"] and chosen["subject"] == chosen["text"]:
+        raise ValueError("HELPDESK_ERP_NOTES: subject= and text= must name different columns")
+    if chosen["employee"] and not chosen["employee"].isdigit():
+        raise ValueError(f"HELPDESK_ERP_NOTES: employee= must be a TabCisZam.Cislo, not {chosen['employee']!r}")
+    return NotesSetting(mode, chosen["subject"], chosen["text"],
+                        int(chosen["employee"]) if chosen["employee"] else None)
+
+
+def note_task(number: str, comment: dict, author_number: int | None, notes: NotesSetting, tz: str) -> dict:
+    """A comment as a finished TabUkoly row of its ticket's activity: the columns the comment owns.
+
+    The author's employee number is both solver and assigner (else the configured default, else NULL);
+    done and due when it was written. The subject (or, without a subject column, the text) starts with
+    `[#c<id>]`, so a write repeated after a crash finds the task instead of adding a second one.
+    """
+    when = to_helios(_written_at(comment), tz)
+    employee = author_number if author_number is not None else notes.default_employee
+    author = (comment.get("author") or {}).get("name")
+    subject = f"{note_marker(comment['id'])} {number} {_kind(comment)}" + (f" – {author}" if author else "")
+    values = {"Resitel": employee, "Zadavatel": employee, "Stav": TASK_DONE, "TerminSplneni": when,
+              "DatumDokonceni": when}
+    body = comment["body"] or ""
+    if notes.subject_column:
+        values[notes.subject_column] = subject[:255]
+        if notes.text_column:
+            values[notes.text_column] = body
+    elif notes.text_column:
+        values[notes.text_column] = f"{subject}\n{body}"
+    return values
 
 
 def activity_values(ticket: dict, codes: dict[str, str], tz: str) -> dict:

@@ -260,6 +260,14 @@ def employee_for_solver(session: Session, solver: dict | None) -> int | None:
     return None
 
 
+def employee_number(session: Session, person: dict | None) -> int | None:
+    """TabCisZam.Cislo of the HELIOS employee a helpdesk person is (matched as a solver is), or None."""
+    helios_id = employee_for_solver(session, person)
+    if helios_id is None:
+        return None
+    return session.execute(select(employees.c.number).where(employees.c.helios_id == helios_id)).scalar()
+
+
 def organisation_number(session: Session, organisation_id: str | None) -> int | None:
     """A ticket's organisation as CisloOrg: the helpdesk names organisations by their HELIOS ID."""
     if not organisation_id or not str(organisation_id).isdigit():
@@ -291,10 +299,12 @@ def ticket_changed(session: Session, ticket: dict, now: dt.datetime) -> bool:
 
 
 def comment_added(session: Session, ticket: dict, comment: dict, tz: str, now: dt.datetime) -> None:
+    """Queue a comment for HELIOS; a comment already queued (or written) is not queued again."""
     if session.execute(select(pending_notes.c.comment_id)
                        .where(pending_notes.c.comment_id == comment["id"])).first() is None:
         session.execute(insert(pending_notes).values(comment_id=comment["id"], ticket_id=ticket["id"],
-                                                     line=domain.note_line(comment, tz), created_at=now))
+                                                     line=domain.note_line(comment, tz), comment=_json(comment),
+                                                     created_at=now))
     session.execute(update(activity_links).where(activity_links.c.ticket_id == ticket["id"])
                     .values(next_attempt_at=now))
 
@@ -310,21 +320,26 @@ def links_due(session: Session, now: dt.datetime, limit: int) -> list[int]:
 
 
 def claim_link(session: Session, ticket_id: int, now: dt.datetime, seconds: float):
-    """Take a ticket for writing (a conditional UPDATE: one replica wins); returns the row or None."""
+    """Take a ticket for writing (a conditional UPDATE: one replica wins); returns the row and its comments
+    not yet in HELIOS as (comment id, line, comment), or None."""
     taken = session.execute(update(activity_links).where(activity_links.c.ticket_id == ticket_id)
                             .where(activity_links.c.next_attempt_at <= now)
                             .values(next_attempt_at=now + dt.timedelta(seconds=seconds)))
     if taken.rowcount != 1:
         return None
     link = session.execute(select(activity_links).where(activity_links.c.ticket_id == ticket_id)).first()
-    notes = session.execute(select(pending_notes.c.comment_id, pending_notes.c.line)
+    notes = session.execute(select(pending_notes.c.comment_id, pending_notes.c.line, pending_notes.c.comment,
+                                   pending_notes.c.created_at)
                             .where(pending_notes.c.ticket_id == ticket_id).where(pending_notes.c.done_at.is_(None))
                             .order_by(pending_notes.c.comment_id)).all()
-    return link, [(n.comment_id, n.line) for n in notes]
+    # a row queued before whole comments were kept has only its line: that is the text of its task
+    return link, [(n.comment_id, n.line, json.loads(n.comment) if n.comment else
+                   {"id": n.comment_id, "body": n.line, "created_at": n.created_at}) for n in notes]
 
 
 def link_written(session: Session, ticket_id: int, version: int, activity_id: int, seen: domain.HeliosSide,
-                 note_ids: list[int], now: dt.datetime) -> None:
+                 note_ids: list[int], tasks: dict[int, int], now: dt.datetime) -> None:
+    """The ticket is in HELIOS up to `version`, its comments `note_ids` too (`tasks`: comment id -> TabUkoly.ID)."""
     session.execute(update(activity_links).where(activity_links.c.ticket_id == ticket_id).values(
         activity_id=activity_id, pushed_version=func.max(activity_links.c.pushed_version, version)
         if session.bind.dialect.name == "sqlite" else func.greatest(activity_links.c.pushed_version, version),
@@ -332,6 +347,8 @@ def link_written(session: Session, ticket_id: int, version: int, activity_id: in
         seen_text=seen.text, attempts=0, last_error=None, next_attempt_at=now))
     if note_ids:
         session.execute(update(pending_notes).where(pending_notes.c.comment_id.in_(note_ids)).values(done_at=now))
+    for comment_id, task_id in tasks.items():
+        session.execute(update(pending_notes).where(pending_notes.c.comment_id == comment_id).values(task_id=task_id))
 
 
 def link_failed(session: Session, ticket_id: int, error: str, now: dt.datetime, retry_seconds: float) -> None:

@@ -234,6 +234,7 @@ TabUkoly = Table(
     Column("TerminSplneni", DATETIME, nullable=True),
     Column("DatumDokonceni", DATETIME, nullable=True),
     *_audit(),
+    implicit_returning=False,  # triggers, as on TabKontaktJednani
 )
 
 

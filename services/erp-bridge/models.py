@@ -107,12 +107,15 @@ activity_links = Table(
 )
 Index("ix_activity_links_due", activity_links.c.next_attempt_at)
 
-# comments waiting to be appended to their activity (HELPDESK_ERP_NOTES=text)
+# comments to be written into HELIOS, done_at once they are there: appended to their activity's Popis
+# (HELPDESK_ERP_NOTES=text, `line`) or each a TabUkoly row (task: from `comment`; `task_id` maps comment -> task)
 pending_notes = Table(
     "pending_notes", metadata,
     Column("comment_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("ticket_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
     Column("line", Text, nullable=False),
+    Column("comment", Text, nullable=True),  # the comment_added payload's comment (JSON); NULL in rows before 0002
+    Column("task_id", Integer, nullable=True),  # TabUkoly.ID
     Column("created_at", UTCDateTime(), nullable=False),
     Column("done_at", UTCDateTime(), nullable=True),
 )

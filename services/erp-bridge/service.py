@@ -36,6 +36,7 @@ class BridgeProvider(DependencyProvider):
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.next_poll = 0.0
         self.bridge = None
+        self.notes = domain.parse_notes(cfg.erp_notes)  # a bad value stops the start, idle or not
         if not cfg.erp_helios_url:
             log.info("HELPDESK_ERP_HELIOS_URL is not set: the ERP bridge idles (tickets are queued for HELIOS, "
                      "look-ups answer from the stored read model)")
@@ -115,7 +116,8 @@ class ErpBridgeService:
     def on_comment_added(self, session, event):
         ticket = event.payload["ticket"]
         handlers.ticket_changed(session, ticket, utcnow())
-        if self.helios.cfg.erp_notes == "text" and not event.payload["actor"]["id"].startswith("helios:"):
+        # a comment the bridge itself made from HELIOS's text (actor helios:…) is HELIOS's already: not echoed back
+        if self.helios.notes.mode != domain.NOTES_NONE and not event.payload["actor"]["id"].startswith("helios:"):
             handlers.comment_added(session, ticket, event.payload["comment"], self.helios.cfg.erp_helios_timezone,
                                    utcnow())
 

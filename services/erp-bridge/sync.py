@@ -34,23 +34,22 @@ class BridgeSettings:
     batch: int
     retry_seconds: float
     reconcile_seconds: float
-    notes: str
+    notes: domain.NotesSetting
     reader: reader.ReaderSettings
     writer: WriterSettings
 
     @classmethod
     def from_config(cls, cfg: Config) -> "BridgeSettings":
-        if cfg.erp_notes not in ("text", "none"):
-            raise ValueError(f"HELPDESK_ERP_NOTES must be text or none, not {cfg.erp_notes!r}")
+        notes = domain.parse_notes(cfg.erp_notes)  # an unknown value is refused here, naming the setting
         codes = domain.parse_state_codes(cfg.erp_activity_states)
         return cls(
             timezone=cfg.erp_helios_timezone, overlap=dt.timedelta(seconds=cfg.erp_overlap_seconds),
             batch=max(1, cfg.erp_batch_size), retry_seconds=cfg.erp_retry_seconds,
-            reconcile_seconds=cfg.erp_reconcile_seconds, notes=cfg.erp_notes,
+            reconcile_seconds=cfg.erp_reconcile_seconds, notes=notes,
             reader=reader.ReaderSettings(cfg.erp_helios_timezone, cfg.erp_guarantor_column,
                                          cfg.erp_employee_active_column, cfg.erp_activity_category),
             writer=WriterSettings(cfg.erp_activity_category, cfg.erp_activity_type, codes, cfg.erp_helios_timezone,
-                                  cfg.erp_login))
+                                  cfg.erp_login, notes))
 
 
 class Bridge:
@@ -213,8 +212,6 @@ class Bridge:
 
     def push(self, limit: int = 50) -> int:
         """Write tickets whose newest state is not in HELIOS yet; a failure waits, doubling, and loses nothing."""
-        import json
-
         with self.tx() as session:
             due = handlers.links_due(session, utcnow(), limit)
         written = 0
@@ -224,11 +221,7 @@ class Bridge:
                 if claimed is None:
                     continue  # another replica took it
                 link, notes = claimed
-                ticket = json.loads(link.desired)
-                request = ActivityWrite(
-                    ticket, link.activity_id, handlers.employee_for_solver(session, ticket.get("solver")),
-                    link.seen_solver, handlers.organisation_number(session, ticket.get("organisation_id")),
-                    notes if self.s.notes == "text" else [])
+                request = self._request(session, link, notes)
             try:
                 result = self.writer.write(request, utcnow())
             except Exception as exc:
@@ -240,10 +233,23 @@ class Bridge:
                 continue
             with self.tx() as session:
                 handlers.link_written(session, ticket_id, link.desired_version, result.activity_id, result.seen,
-                                      [cid for cid, _ in notes], utcnow())
+                                      [cid for cid, _l, _c in notes], result.tasks, utcnow())
             metrics.WRITES.inc()
             written += 1
         return written
+
+    def _request(self, session, link, notes: list[tuple[int, str, dict]]) -> ActivityWrite:
+        """What to write for a claimed ticket: its activity and its comments as the notes setting says."""
+        import json
+
+        ticket, mode = json.loads(link.desired), self.s.notes.mode
+        lines = [(cid, line) for cid, line, _comment in notes] if mode == domain.NOTES_TEXT else []
+        tasks = [(cid, domain.note_task(link.number, comment, handlers.employee_number(session, comment.get("author")),
+                                        self.s.notes, self.s.timezone))
+                 for cid, _line, comment in notes] if mode == domain.NOTES_TASK else []
+        return ActivityWrite(ticket, link.activity_id, handlers.employee_for_solver(session, ticket.get("solver")),
+                             link.seen_solver, handlers.organisation_number(session, ticket.get("organisation_id")),
+                             lines, tasks)
 
     # ------------------------------------------------------------ HELIOS's changes back to tickets
 

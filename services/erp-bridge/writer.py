@@ -1,4 +1,4 @@
-"""Writing tickets into HELIOS as activities (TabKontaktJednani) behind one interface.
+"""Writing tickets into HELIOS as activities (TabKontaktJednani), their comments as lines or tasks (TabUkoly).
 
 `ActivityWriter` is what the bridge needs from a write path; `DirectSqlWriter` does it
 with INSERT/UPDATE in one HELIOS transaction (the only path built so far). Asseco's API
@@ -6,17 +6,17 @@ plugin or the TabUniImport* staging tables would be other implementations of the
 two methods.
 
 Every write is idempotent: an activity is found again by its ticket number at the start
-of Predmet before one is created, a comment line carries `[#c<id>]` and is not appended
-twice, and nothing is updated (DatZmeny stays) when the values are already there.
+of Predmet before one is created, a comment line or task carries `[#c<id>]` and is not
+written twice, and nothing is updated (DatZmeny stays) when the values are already there.
 """
 from __future__ import annotations
 
 import datetime as dt
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Column, MetaData, Table, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk.erp_bridge import domain, helios as H
@@ -32,12 +32,14 @@ class ActivityWrite:
     previous_solver_id: int | None  # the participant the bridge wrote last time
     organisation_number: int | None  # TabCisOrg.CisloOrg
     notes: list[tuple[int, str]]    # (comment id, line) to append
+    tasks: list[tuple[int, dict]] = field(default_factory=list)  # (comment id, TabUkoly values) to add
 
 
 @dataclass(frozen=True)
 class Written:
     activity_id: int
     seen: domain.HeliosSide
+    tasks: dict[int, int] = field(default_factory=dict)  # comment id -> TabUkoly.ID
 
 
 class ActivityWriter(Protocol):
@@ -53,6 +55,7 @@ class WriterSettings:
     state_codes: dict = None
     timezone: str = "Europe/Prague"
     login: str = "helpdesk"
+    notes: domain.NotesSetting = domain.NotesSetting()
 
 
 def find_statement(category: str, number: str):
@@ -85,12 +88,25 @@ def locked_activity_statement(activity_id: int):
     return select(t).where(t.c.ID == activity_id).with_for_update().with_hint(t, "WITH (UPDLOCK, ROWLOCK)", "mssql")
 
 
+def task_table(notes: domain.NotesSetting) -> Table:
+    """TabUkoly with the subject and text columns the site named (HELIOS.md does not confirm them; empty: none)."""
+    named = {"Predmet": notes.subject_column, "Popis": notes.text_column}
+    columns = [Column(named[c.name], c.type, nullable=c.nullable) if c.name in named else c._copy()
+               for c in H.TabUkoly.c if named.get(c.name, c.name)]
+    return Table(H.TabUkoly.name, MetaData(), *columns, implicit_returning=False)
+
+
+def tasks_of_activity_statement(tasks: Table, marker_column: str, activity_id: int):
+    return select(tasks.c.ID, tasks.c[marker_column].label("marked")).where(tasks.c.IDKontaktJed == activity_id)
+
+
 class DirectSqlWriter:
     """INSERT/UPDATE straight into the HELIOS tables, in one transaction per activity."""
 
     def __init__(self, gateway, settings: WriterSettings):
         self.gateway = gateway
         self.s = settings
+        self.tasks = task_table(settings.notes)
 
     def find(self, number: str) -> int | None:
         return self.gateway.run(lambda conn: conn.execute(find_statement(self.s.category, number)).scalar())
@@ -135,7 +151,8 @@ class DirectSqlWriter:
                              .values(**changes, DatZmeny=stamp, Zmenil=s.login))
         self._participant(conn, activity_id, req, stamp)
         return Written(activity_id, domain.HeliosSide(values["Stav"], req.solver_employee_id,
-                                                      values["Ukonceni"] is not None, current_text))
+                                                      values["Ukonceni"] is not None, current_text),
+                       self._tasks(conn, activity_id, req, stamp))
 
     def _participant(self, conn, activity_id: int, req: ActivityWrite, stamp) -> None:
         """The solver is the participant the bridge manages; others HELIOS users added stay."""
@@ -148,3 +165,21 @@ class DirectSqlWriter:
             if there is None:
                 conn.execute(insert(u).values(IDKJ=activity_id, IDZam=req.solver_employee_id, Autor=self.s.login,
                                               DatPorizeni=stamp))
+
+    def _tasks(self, conn, activity_id: int, req: ActivityWrite, stamp) -> dict[int, int]:
+        """Each comment as a task of the activity, inserted only (DatZmeny stays NULL); a task a repeated write
+        finds by its `[#c<id>]` is not added again."""
+        if not req.tasks:
+            return {}
+        t, marker_column = self.tasks, self.s.notes.marker_column
+        there = conn.execute(tasks_of_activity_statement(t, marker_column, activity_id)).all() if marker_column else []
+        written = {}
+        for comment_id, values in req.tasks:
+            marker = domain.note_marker(comment_id)
+            found = next((r.ID for r in there if (r.marked or "").startswith(marker)), None)
+            if found is None:
+                found = conn.execute(insert(t).values(IDKontaktJed=activity_id, CisloOrg=req.organisation_number,
+                                                      Autor=self.s.login, DatPorizeni=stamp, **values)
+                                     ).inserted_primary_key[0]
+            written[comment_id] = found
+        return written

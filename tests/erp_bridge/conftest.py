@@ -86,6 +86,42 @@ def erp_service(run_services):
     return run_services(ErpBridgeService)
 
 
+@pytest.fixture
+def running(bridge, tickets, erp_service):
+    """Tickets and the (idle) bridge service run; employees are imported so solvers map to them."""
+    from helpdesk.erp_bridge import domain
+
+    bridge.full(domain.EMPLOYEE)
+    bridge.full(domain.ORGANISATION)
+    return bridge
+
+
+def wait_for_link(bridge, ticket_id: int, version: int = 1, timeout: float = 10.0):
+    """The bridge's map row once it has consumed the ticket's events up to `version`."""
+    import time
+
+    from sqlalchemy import select
+
+    from helpdesk.erp_bridge.models import activity_links
+
+    deadline = time.time() + timeout
+    while True:
+        with bridge.tx() as session:
+            row = session.execute(select(activity_links).where(activity_links.c.ticket_id == ticket_id)).first()
+        if row is not None and row.desired_version >= version:
+            return row
+        assert time.time() < deadline, f"the bridge did not get version {version} of ticket {ticket_id}"
+        time.sleep(0.1)
+
+
+def activity_row(helios, activity_id: int):
+    from sqlalchemy import select
+
+    from helpdesk.erp_bridge import helios as H
+
+    return helios.rows(select(H.TabKontaktJednani).where(H.TabKontaktJednani.c.ID == activity_id))[0]
+
+
 class Helios:
     """Plays a HELIOS user: edits the shaped tables as the HELIOS client would (DatZmeny/Zmenil set by the writer)."""
 

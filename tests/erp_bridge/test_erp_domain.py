@@ -119,3 +119,43 @@ def test_activity_values_never_hold_null_text_and_start_with_the_number():
     assert values["Stav"] == "V"
     assert values["Ukonceni"] == dt.datetime(2026, 3, 2, 10, 0)  # Prague local time
     assert values["DatumJednaniOd"] == dt.datetime(2026, 3, 1, 10, 0)
+
+
+COMMENT = {"id": 7, "public": True, "body": "Toner objednán.", "created_at": "2026-03-01T09:30:00.123456+00:00",
+           "author": {"id": "jnovak1", "name": "Jana Nováková", "roles": ["solver"]}}
+
+
+def test_notes_setting_names_the_unconfirmed_task_columns():
+    assert domain.parse_notes("text") == domain.NotesSetting("text", "Predmet", "Popis", None)
+    assert domain.parse_notes(" none ").mode == "none"
+    custom = domain.parse_notes("task:subject=Nazev, text=, employee=105")
+    assert custom == domain.NotesSetting("task", "Nazev", "", 105)
+    assert custom.marker_column == "Nazev"
+    assert domain.parse_notes("task:subject=").marker_column == "Popis"
+    assert domain.parse_notes("task:subject=,text=").marker_column is None
+
+
+def test_a_comment_becomes_a_finished_task_of_its_author():
+    values = domain.note_task("HD-2026-000001", COMMENT, 102, domain.parse_notes("task"), "Europe/Prague")
+    assert values == {"Resitel": 102, "Zadavatel": 102, "Stav": 2,
+                      "TerminSplneni": dt.datetime(2026, 3, 1, 10, 30, 0, 123000),
+                      "DatumDokonceni": dt.datetime(2026, 3, 1, 10, 30, 0, 123000),
+                      "Predmet": "[#c7] HD-2026-000001 odpověď – Jana Nováková", "Popis": "Toner objednán."}
+
+
+def test_a_task_of_an_author_who_is_no_employee_gets_the_default_or_none():
+    note = {**COMMENT, "public": False}
+    default = domain.note_task("HD-2026-000001", note, None, domain.parse_notes("task:employee=105"), "UTC")
+    assert default["Resitel"] == default["Zadavatel"] == 105
+    assert default["Predmet"].startswith("[#c7] HD-2026-000001 interní poznámka")
+    nobody = domain.note_task("HD-2026-000001", note, None, domain.parse_notes("task"), "UTC")
+    assert nobody["Resitel"] is None and nobody["Zadavatel"] is None
+
+
+def test_without_a_subject_column_the_task_text_carries_the_marker():
+    values = domain.note_task("HD-2026-000001", COMMENT, None, domain.parse_notes("task:subject=,text=Poznamka"),
+                              "UTC")
+    assert "Predmet" not in values and "Popis" not in values
+    assert values["Poznamka"] == "[#c7] HD-2026-000001 odpověď – Jana Nováková\nToner objednán."
+    long = domain.note_task("HD-1", {**COMMENT, "author": {"name": "x" * 300}}, None, domain.parse_notes("task"), "UTC")
+    assert len(long["Predmet"]) == 255

@@ -107,6 +107,23 @@ def test_the_shaped_tables_compile_to_helios_types():
     assert "[Popis] NTEXT" in ddl and "[Predmet] NVARCHAR(255) NOT NULL" in ddl and "[DatZmeny] DATETIME" in ddl
     org = str(CreateTable(H.TabCisOrg).compile(dialect=DIALECT))
     assert "[SystemRowVersion] ROWVERSION" in org and "[Stav] TINYINT" in org
+    task = str(CreateTable(H.TabUkoly).compile(dialect=DIALECT))
+    for column in ("[IDKontaktJed] INTEGER", "[Resitel] INTEGER", "[Zadavatel] INTEGER", "[CisloOrg] INTEGER",
+                   "[Stav] TINYINT NOT NULL", "[TerminSplneni] DATETIME", "[DatumDokonceni] DATETIME",
+                   "[Predmet] NVARCHAR(255) NOT NULL", "[Popis] NTEXT", "[Autor] NVARCHAR(128) NOT NULL",
+                   "[DatPorizeni] DATETIME NOT NULL", "[DatZmeny] DATETIME NULL"):
+        assert column in task, column
+
+
+def test_a_task_goes_into_the_columns_the_site_named_without_an_output_clause():
+    notes = domain.parse_notes("task:subject=Nazev,text=Poznamka")
+    tasks = writer.task_table(notes)
+    sql = tsql(insert(tasks).values(IDKontaktJed=1, Stav=2, Nazev="[#c1] HD-1 odpověď", Poznamka="text"))
+    assert "INSERT INTO [TabUkoly]" in sql and "[Nazev]" in sql and "[Poznamka]" in sql
+    assert "[Predmet]" not in sql and "[Popis]" not in sql
+    assert "OUTPUT" not in sql and tasks.implicit_returning is False and H.TabUkoly.implicit_returning is False
+    find = tsql(writer.tasks_of_activity_statement(tasks, notes.marker_column, 5))
+    assert "[TabUkoly].[Nazev]" in find and "[TabUkoly].[IDKontaktJed] =" in find
 
 
 def test_the_shaped_schema_is_never_created_on_sql_server():

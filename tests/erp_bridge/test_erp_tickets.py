@@ -7,27 +7,13 @@ import eventlet
 import pytest
 from sqlalchemy import select
 
-from helpdesk.erp_bridge import domain, helios as H
+from helpdesk.erp_bridge import helios as H
 from helpdesk.erp_bridge.models import activity_links
 from support import DISPATCHER, SOLVER, new_ticket
 
+from .conftest import activity_row as _activity, wait_for_link as _link
+
 A = H.TabKontaktJednani
-
-
-def _link(bridge, ticket_id: int, version: int = 1, timeout: float = 10.0):
-    """The bridge's map row once it has consumed the ticket's events up to `version`."""
-    deadline = time.time() + timeout
-    while True:
-        with bridge.tx() as session:
-            row = session.execute(select(activity_links).where(activity_links.c.ticket_id == ticket_id)).first()
-        if row is not None and row.desired_version >= version:
-            return row
-        assert time.time() < deadline, f"the bridge did not get version {version} of ticket {ticket_id}"
-        time.sleep(0.1)
-
-
-def _activity(helios, activity_id: int):
-    return helios.rows(select(A).where(A.c.ID == activity_id))[0]
 
 
 def _participants(helios, activity_id: int) -> list[int]:
@@ -37,14 +23,6 @@ def _participants(helios, activity_id: int) -> list[int]:
 
 def _employee(helios, helios_id: int):
     return helios.rows(select(H.TabCisZam).where(H.TabCisZam.c.ID == helios_id))[0]
-
-
-@pytest.fixture
-def running(bridge, tickets, erp_service):
-    """Tickets and the (idle) bridge service run; employees are imported so solvers map to them."""
-    bridge.full(domain.EMPLOYEE)
-    bridge.full(domain.ORGANISATION)
-    return bridge
 
 
 def _solver_for(helios, helios_id: int) -> dict:
