@@ -202,14 +202,18 @@ def _loads(loads):
     return lambda s: loads.get(s.id, 0)
 
 
-def qualified(solvers, ticket: TicketFacts, rule: Rule) -> list[Solver]:
+def qualified(solvers, ticket: TicketFacts, rule: Rule) -> tuple[list[Solver], list[Solver]]:
     """Solvers a rule may give this ticket whatever their day: solver role, in the rule's pool and team, with
-    the skill. Depends on the roster and rules only, so callers may keep it while those stay the same."""
-    return [s for s in solvers
-            if SOLVER in s.roles
-            and (not rule.pool or s.id in rule.pool)
-            and (rule.team is None or s.team == rule.team)
-            and s.takes(ticket.category_path)]
+    the skill; as (always, sometimes): `always` are active with no absence and no capacity set, so nothing but
+    a roster change takes them out; `sometimes` need checking at the time. Depends on the roster and rules
+    only, so callers may keep it while those stay the same."""
+    always, sometimes = [], []
+    for s in solvers:
+        if (SOLVER in s.roles and (not rule.pool or s.id in rule.pool)
+                and (rule.team is None or s.team == rule.team) and s.takes(ticket.category_path)):
+            plain = (s.is_active() and s.capacity is None and s.absent_from is None and s.absent_to is None)
+            (always if plain else sometimes).append(s)
+    return always, sometimes
 
 
 def eligible(solvers, ticket: TicketFacts, rule: Rule, now: dt.datetime, exclude=frozenset(),
@@ -217,8 +221,10 @@ def eligible(solvers, ticket: TicketFacts, rule: Rule, now: dt.datetime, exclude
     """Solvers who may get this ticket now: `qualified` ones (given, or worked out from `solvers`) who are
     active, present, under capacity and not excluded."""
     load = _loads(loads)
-    pool = qualified(solvers, ticket, rule) if qualified_solvers is None else qualified_solvers
-    return [s for s in pool if s.id not in exclude and s.can_take(now, load)]
+    always, sometimes = qualified(solvers, ticket, rule) if qualified_solvers is None else qualified_solvers
+    pool = [s for s in always if s.id not in exclude] if exclude else list(always)
+    pool += [s for s in sometimes if s.id not in exclude and s.can_take(now, load)]
+    return pool
 
 
 def _round_robin(candidates: list[Solver], turn: int) -> Solver:
@@ -231,8 +237,9 @@ def _least_loaded(candidates: list[Solver], rng: random.Random, load) -> tuple[S
     """Fewest open tickets (the solver and the count); a tie goes to a random one of them, so replicas and
     concurrent workers deciding at the same moment (each not yet seeing the others' choices) spread out
     instead of piling on one."""
-    fewest = min(load(s) for s in candidates)
-    return rng.choice([s for s in candidates if load(s) == fewest]), fewest
+    counts = [load(s) for s in candidates]
+    fewest = min(counts)
+    return rng.choice([s for s, n in zip(candidates, counts) if n == fewest]), fewest
 
 
 def _guarantor(ticket: TicketFacts, contract: ContractFacts | None, solvers, now, exclude,
@@ -261,7 +268,7 @@ _RNG = random.Random()
 
 def decide(ticket: TicketFacts, rule: Rule, solvers, now: dt.datetime, *, contract: ContractFacts | None = None,
            turn: int = 0, start: int = 0, exclude=frozenset(), rng: random.Random | None = None,
-           loads=None, qualified: list[Solver] | None = None) -> Decision:
+           loads=None, qualified: tuple[list[Solver], list[Solver]] | None = None) -> Decision:
     """Walk the rule's chain from step `start`; the first step that can act decides. `turn` is the rule's
     round-robin turn for this ticket; `loads` (solver id -> open tickets) overrides the Solvers' own counts;
     `qualified` is `qualified(solvers, ticket, rule)` when the caller keeps it."""

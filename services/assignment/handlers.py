@@ -142,7 +142,7 @@ def _static_roster(session: Session) -> dict:
     return _cached(session)["roster"]
 
 
-def _qualified(session: Session, rule: domain.Rule, facts: domain.TicketFacts) -> list[domain.Solver]:
+def _qualified(session: Session, rule: domain.Rule, facts: domain.TicketFacts) -> tuple:
     """The roster solvers a rule may give a ticket of this category, whatever their day (memoised with the roster)."""
     cache = _cached(session)
     key = (rule.id, rule.name, facts.category_path)
@@ -168,6 +168,7 @@ class _Loads(Mapping):
                 self._counts = dict(cursor.fetchall())
             finally:
                 cursor.close()
+            self.get = self._counts.get  # later look-ups go straight to the dict
         return self._counts
 
     def __getitem__(self, key):
@@ -367,8 +368,10 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
 
     ticket_label = f"{tracked.number} {tracked.subject}"
     if target is not None:
-        _move_expected_solver(session, tracked, target.id, now)
         _notify(session, target.email, *notices.assigned(settings.language, ticket_label, decision.note), now)
+        # last before commit: the UPDATE flushes the rows above first, so the counter's row lock (which
+        # concurrent decisions for the same solver queue on) is held for the commit only
+        _move_expected_solver(session, tracked, target.id, now)
     elif expect_solver is not None:
         _move_expected_solver(session, tracked, None)
     if decision.action == domain.OFFER:
@@ -415,8 +418,8 @@ def ticket_created(session: Session, outbox, snap: dict, settings: Settings, now
                    turn_hint: tuple | None = None) -> Routed | None:
     """A new ticket: track it and decide who works it, once (the decision's primary key guards redelivery)."""
     tracked = track(session, snap)
-    if tracked is None or session.get(DecisionRow, snap["id"]) is not None:
-        return None
+    if tracked is None or (tracked not in session.new and session.get(DecisionRow, snap["id"]) is not None):
+        return None  # (a ticket first seen now has no decision yet: no need to look)
     if snap.get("solver") or not domain.is_open(snap["state"]):
         return None  # created already assigned (e.g. a phone ticket a solver took himself)
     return route(session, outbox, tracked, settings, now, expect_version=snap["version"], new=True,
