@@ -233,11 +233,15 @@ def _round_robin(candidates: list[Solver], turn: int) -> Solver:
     return ordered[turn % len(ordered)]
 
 
-def _least_loaded(candidates: list[Solver], rng: random.Random, load) -> tuple[Solver, int]:
+def _least_loaded(candidates: list[Solver], rng: random.Random, loads) -> tuple[Solver, int]:
     """Fewest open tickets (the solver and the count); a tie goes to a random one of them, so replicas and
     concurrent workers deciding at the same moment (each not yet seeing the others' choices) spread out
     instead of piling on one."""
-    counts = [load(s) for s in candidates]
+    if loads is None:
+        counts = [s.open_tickets for s in candidates]
+    else:
+        get = loads.get  # straight to the mapping: this runs for every candidate on every decision
+        counts = [get(s.id, 0) for s in candidates]
     fewest = min(counts)
     return rng.choice([s for s, n in zip(candidates, counts) if n == fewest]), fewest
 
@@ -303,7 +307,7 @@ def decide(ticket: TicketFacts, rule: Rule, solvers, now: dt.datetime, *, contra
                             reason=f"assigned to {solver.name} {by} — round robin among {len(pool)} eligible solvers",
                             skipped=tuple(skipped))
         if mode == LEAST_LOADED:
-            solver, fewest = _least_loaded(pool, rng or _RNG, load)
+            solver, fewest = _least_loaded(pool, rng or _RNG, loads)
             return Decision(rule.name, step, mode, ASSIGN, solver=solver,
                             reason=f"assigned to {solver.name} {by} — least loaded ({fewest} open "
                                    f"tickets) among {len(pool)} eligible solvers",

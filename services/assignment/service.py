@@ -77,8 +77,9 @@ class AssignmentService:
 
     @event_handler("tickets", "ticket_created")
     def on_ticket_created(self, body):
-        turn = self._tx(handlers.turn_ahead, events.parse(body).payload["ticket"])
-        self._after(self._decide_new(body, turn))
+        event = events.parse(body)
+        turn = self._tx(handlers.turn_ahead, event.payload["ticket"])
+        self._after(self._decide_new(event, turn))
 
     def _decide_new(self, body, turn):
         self._turn = turn  # a service instance serves one worker: the guarded method below reads it

@@ -129,7 +129,8 @@ def _insert_new(session, table):
 
 
 def idempotent(method):
-    """Run `method(self, session, event)` once per event_id, in one transaction with the guard.
+    """Run `method(self, session, event)` once per event_id, in one transaction with the guard; the
+    wrapper takes the message body, or an Event its caller has parsed already.
 
     The service must have its DatabaseProvider as `db`, with `processed_events_table` on
     its metadata.
@@ -138,7 +139,7 @@ def idempotent(method):
 
     @functools.wraps(method)
     def wrapper(self, body):
-        event = events.parse(body)
+        event = body if isinstance(body, events.Event) else events.parse(body)  # parsed already by a caller
         service = type(self).name
         table = self.db.metadata.tables["processed_events"]
         try:
