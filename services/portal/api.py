@@ -159,6 +159,8 @@ def create_ticket(data):
     _check_uploads(uploads)
     data["channel"] = "api"
     ticket = rpc("create_ticket", actor=actor(), data={k: v for k, v in data.items() if v is not None})
+    if not uploads:  # a new ticket has no conversation yet: its detail is what creation returned
+        return {**ticket, "comments": [], "attachments": []}
     for upload in uploads:
         rpc("add_attachment", actor=actor(), ticket_id=ticket["id"], attachment=upload)
     return rpc("get_ticket", actor=actor(), ticket_id=ticket["id"])

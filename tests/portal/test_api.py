@@ -54,6 +54,12 @@ def test_requester_creates_lists_reads_and_replies(api, token_for):
     assert [c["body"] for c in detail["comments"]] == ["Doplňuji"]
 
 
+def test_a_ticket_created_without_attachments_answers_what_reading_it_back_gives(api, token_for):
+    me = token_for("requester")
+    created = _create(api, me)
+    assert created == api.get(f"/api/tickets/{created['id']}", headers=me).json
+
+
 def test_other_organisation_gets_404_and_requester_no_internal_notes(api, token_for):
     ticket = _create(api, token_for("requester"))
     outsider = token_for("outsider")
