@@ -4,55 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import email
+import json
 import time
+import urllib.error
+import urllib.request
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
+from support import free_port
 
-from helpdesk.common.mail import MailSender
-from helpdesk.portal.mail_intake.intake import Intake
-from helpdesk.portal.mail_intake.mailboxes import parse_mailboxes
-from helpdesk.portal.mail_intake.poller import Poller
-from helpdesk.portal.rpc import RpcPool
-
-from .conftest import mails
-from .dovecot import Dovecot
+from .conftest import actor, all_tickets, mails
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def dovecot():
-    server = Dovecot()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def intake_config(portal_config, dovecot):
-    return dataclasses.replace(portal_config, imap_mailboxes=dovecot.url(), mail_from="helpdesk@example.cz",
-                               mail_reply_to="podpora@example.cz", imap_max_bytes=200_000)
-
-
-@pytest.fixture
-def make_poller(intake_config):
-    pools = []
-
-    def make(cfg=None, crash=None):
-        cfg = cfg or intake_config
-        pool = RpcPool(cfg.nameko(), size=2, timeout=20)
-        pools.append(pool)
-        return Poller(Intake(cfg, pool, MailSender(cfg)), parse_mailboxes(cfg.imap_mailboxes)[0], 0.1, crash=crash)
-
-    yield make
-    for pool in pools:
-        pool.close()
-
-
-def actor(person: dict) -> dict:
-    return {k: person[k] for k in ("id", "name", "email", "roles", "organisation_id")}
 
 
 def mail(sender: str, subject: str, text: str, **headers) -> EmailMessage:
@@ -63,10 +28,6 @@ def mail(sender: str, subject: str, text: str, **headers) -> EmailMessage:
         msg[name.replace("_", "-")] = value
     msg.set_content(text)
     return msg
-
-
-def all_tickets(rpc, people) -> list[dict]:
-    return rpc.tickets.list_tickets(actor=actor(people["admin"]), query={"limit": 500})["items"]
 
 
 def test_new_mail_from_a_requester_becomes_an_email_ticket_with_its_attachment_then_moves_to_processed(
@@ -281,3 +242,51 @@ def test_one_senders_replies_keep_their_order_while_other_senders_mail_is_handle
     comments = rpc.tickets.get_ticket(actor=requester, ticket_id=ticket["id"])["comments"]
     assert [c["body"].split("\n")[0] for c in comments] == [f"doplnění {i}" for i in range(6)]
     assert len(all_tickets(rpc, people)) == 7
+
+
+def _readyz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_mail_intake_is_ready_while_its_mailbox_takes_a_login_and_names_the_mailbox_when_not(
+        intake_config, dovecot, monkeypatch):
+    from helpdesk.cli import SERVICES, _load
+    from helpdesk.common.observability import readiness
+    from helpdesk.portal.mail_intake import mailboxes
+
+    monkeypatch.setattr(mailboxes, "READY_SECONDS", 0)  # no answer kept between the two probes
+    port = free_port()
+    stop = _load(SERVICES["mail_intake"][0])(dataclasses.replace(intake_config, metrics_port=port))
+    check = "imap:support@127.0.0.1/INBOX"
+    try:
+        status, body = _readyz(port)
+        assert (status, body["checks"][check]) == (200, "ok"), body
+
+        dovecot.stop()
+        status, body = _readyz(port)
+        assert status == 503 and not body["ready"]
+        assert body["checks"][check].startswith("ConnectionRefusedError"), body
+        assert "support-pass" not in json.dumps(body)
+    finally:
+        stop()
+    assert check not in readiness()[1]
+
+
+def test_mailbox_readiness_answer_is_kept_a_few_seconds_so_frequent_probes_log_in_once(dovecot):
+    from helpdesk.portal.mail_intake.mailboxes import login_check, parse_mailboxes
+
+    now = [1000.0]
+    check = login_check(parse_mailboxes(dovecot.url())[0], ttl=5, clock=lambda: now[0])
+    check()
+    dovecot.stop()
+    now[0] += 4.9
+    check()  # the answer of 4.9 s ago: no new login (it would fail now)
+    now[0] += 0.1
+    with pytest.raises(ConnectionRefusedError):
+        check()
+    with pytest.raises(ConnectionRefusedError):
+        check()  # a failure is kept too

@@ -56,11 +56,20 @@ def test_outlook_html_reply_becomes_text_without_scripts_and_quoted_history_is_s
 @pytest.mark.parametrize("quoted", [
     "On Mon, 23 Nov 2026 at 10:02, Helpdesk <helpdesk@example.cz> wrote:\n> Zkuste restart.",     # Gmail
     "Dne 23.11.2026 v 10:02 Helpdesk napsal(a):\n> Zkuste restart.",                            # Thunderbird cs
+    "po 23. 11. 2026 v 10:02 odesílatel Helpdesk <helpdesk@example.cz> napsal:\n\n> Zkuste restart.",  # Gmail cs
+    "po 23. 11. 2026 v 10:02 odesílatel Helpdesk <\nhelpdesk@example.cz> napsal:\n> Zkuste restart.",  # wrapped
     "-----Original Message-----\nFrom: Helpdesk\nZkuste restart.",                              # Outlook
     "> Zkuste restart.\n> Helpdesk",                                                             # bare quoting
 ])
 def test_quoted_history_of_common_clients_is_cut_from_a_reply(quoted):
     assert parsing.strip_reply(f"Pořád to nejde.\nTisknu z HELIOSu.\n\n{quoted}") == "Pořád to nejde.\nTisknu z HELIOSu."
+
+
+def test_reply_written_below_the_quote_is_what_follows_the_quoted_lines():
+    text = ("Dne 14.01.2026 v 16:05 Helpdesk\nnapsal(a):\n> Jaké jméno?\n>\n> Helpdesk\n\nBude lucie.nova.\n\n"
+            "Jana\n-- \nJana Vzorová")
+    assert parsing.strip_reply(text) == "Bude lucie.nova.\n\nJana"
+    assert parsing.strip_reply("> Jen citace\n> bez odpovědi") == "> Jen citace\n> bez odpovědi"
 
 
 def test_signature_is_cut_but_a_mail_that_is_only_a_signature_keeps_its_text():
@@ -109,10 +118,47 @@ def test_broken_mime_still_yields_what_can_be_read():
     assert mail.sender == "karel@strojirny.cz"
 
 
-def test_lying_charset_falls_back_to_windows_1250():
-    raw = ("From: a@b.cz\r\nSubject: x\r\nContent-Type: text/plain; charset=x-unknown\r\n"
-           "Content-Transfer-Encoding: 8bit\r\n\r\nŽluťoučký kůň\r\n").encode("windows-1250")
-    assert parsing.parse(raw).text == "Žluťoučký kůň"
+@pytest.mark.parametrize("content_type", [
+    "text/plain; charset=x-unknown",    # a charset nobody knows
+    "text/plain; charset=utf-8",        # a label the bytes do not decode under
+    "text/plain",                       # none: us-ascii, yet 8-bit bytes
+    "text/plain; charset=iso-8859-2",   # decodes, but š ť ž Š Ť Ž of windows-1250 land on C1 controls
+])
+def test_lying_charset_falls_back_to_windows_1250(content_type):
+    raw = (f"From: a@b.cz\r\nSubject: x\r\nContent-Type: {content_type}\r\n"
+           "Content-Transfer-Encoding: 8bit\r\n\r\nŽluťoučký kůň, šťastná Šárka\r\n").encode("windows-1250")
+    assert parsing.parse(raw).text == "Žluťoučký kůň, šťastná Šárka"
+
+
+def test_true_iso_8859_2_is_not_taken_for_windows_1250():
+    raw = ("From: a@b.cz\r\nSubject: x\r\nContent-Type: text/plain; charset=iso-8859-2\r\n"
+           "Content-Transfer-Encoding: 8bit\r\n\r\nŽluťoučký kůň, šťastná Šárka\r\n").encode("iso-8859-2")
+    assert parsing.parse(raw).text == "Žluťoučký kůň, šťastná Šárka"
+
+
+@pytest.mark.parametrize("params, body, text", [
+    ("format=flowed", "Prosím o \r\nzřízení přístupu.\r\n\r\nDěkuji", "Prosím o zřízení přístupu.\n\nDěkuji"),
+    ("format=flowed; delsp=yes", "Přístu \r\np do HELIOSu", "Přístup do HELIOSu"),
+    ("format=flowed", " >100 položek\r\n From Brna", ">100 položek\nFrom Brna"),          # space-stuffing undone
+    ("format=flowed", "> Jaké \r\n> jméno?\r\n>\r\nOdpověď", "> Jaké jméno?\n>\nOdpověď"),  # per quote depth
+    ("format=flowed", "Jana\r\n-- \r\nJana Vzorová", "Jana\n-- \nJana Vzorová"),          # "-- " is no soft break
+    ("", "Prosím o \r\nzřízení", "Prosím o \nzřízení"),                                      # fixed: left as it is
+], ids=["soft-breaks", "delsp", "space-stuffing", "quote-depth", "signature", "not-flowed"])
+def test_format_flowed_text_is_joined_into_its_paragraphs(params, body, text):
+    raw = (f"From: a@b.cz\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8; {params}\r\n"
+           f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n").encode("utf-8")
+    assert parsing.parse(raw).text == text
+
+
+def test_html_white_space_reads_as_a_browser_shows_it_and_quotes_mark_whole_lines():
+    markup = ("<p>Uživatelské jméno bude\n      <a href='mailto:x@example.cz'>x@example.cz</a>,\n nastupuje v 8:00.</p>"
+              "<table><tr><td>Počítač</td><td>NB-0231</td></tr></table>"
+              '<div class="gmail_quote gmail_quote_container"><div>On Mon wrote:</div>'
+              "<blockquote>Odkaz: <a href='http://x'>http://x</a><br>druhý řádek</blockquote></div>"
+              "<p>po citaci</p><pre>-- \nJana</pre>")
+    assert parsing.html_to_text(markup) == (
+        "Uživatelské jméno bude x@example.cz, nastupuje v 8:00.\n\nPočítač NB-0231\n\n> On Mon wrote:\n\n"
+        ">> Odkaz: http://x\n>> druhý řádek\n\npo citaci\n\n--\nJana")
 
 
 def test_ticket_number_is_found_in_the_subject_with_or_without_brackets():

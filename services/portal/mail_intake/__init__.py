@@ -2,7 +2,8 @@
 
 `helpdesk run mail_intake` calls `start(cfg)`: one green-thread poller per mailbox in
 HELPDESK_IMAP_MAILBOXES, with an RPC pool to the tickets service and the common mail sender
-for auto-replies. With no mailbox configured it idles (and says so), like the ERP bridge.
+for auto-replies, and a readiness check per mailbox (`imap:<user>@<host>/<folder>` in /readyz).
+With no mailbox configured it idles (and says so), like the ERP bridge.
 """
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ log = logging.getLogger(__name__)
 
 def start(cfg: Config):
     from helpdesk.common.mail import MailSender
-    from helpdesk.common.observability import start_metrics_server
+    from helpdesk.common.observability import add_readiness_check, remove_readiness_check, start_metrics_server
+    from helpdesk.portal.mail_intake import mailboxes as imap
     from helpdesk.portal.mail_intake.intake import Intake
-    from helpdesk.portal.mail_intake.mailboxes import parse_mailboxes
     from helpdesk.portal.mail_intake.poller import WORKERS, start_pollers
     from helpdesk.portal.rpc import RpcPool
 
     start_metrics_server(cfg.metrics_port)
-    mailboxes = parse_mailboxes(cfg.imap_mailboxes)
+    mailboxes = imap.parse_mailboxes(cfg.imap_mailboxes)
+    checks = [f"imap:{m.name}" for m in mailboxes]
+    for name, mailbox in zip(checks, mailboxes):
+        add_readiness_check(name, imap.login_check(mailbox, ttl=imap.READY_SECONDS))
     if not mailboxes:
         log.info("mail intake idles: HELPDESK_IMAP_MAILBOXES is empty")
     rpc = RpcPool(cfg.nameko(), size=max(2, WORKERS * len(mailboxes)), timeout=30)
@@ -30,6 +34,8 @@ def start(cfg: Config):
     log.info("mail intake reads %s", ", ".join(m.name for m in mailboxes) or "nothing")
 
     def stop() -> None:
+        for name in checks:
+            remove_readiness_check(name)
         stop_pollers()
         rpc.close()
 

@@ -71,8 +71,8 @@ class Intake:
         fallback = "<sha256-" + hashlib.sha256(raw).hexdigest() + "@no-message-id>"
         try:
             parsed, problem = parsing.parse(raw, fallback), None
-        except parsing.Malformed as exc:
-            parsed, problem = None, str(exc)
+        except parsing.Malformed as exc:  # quarantined below, with what its headers say
+            parsed, problem = exc.headers, str(exc)
         message_id = parsed.message_id if parsed else _raw_message_id(raw) or fallback
         key = message_key(message_id)
         with self._tx() as s:

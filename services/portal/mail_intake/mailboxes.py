@@ -1,10 +1,13 @@
-"""The IMAP side of the intake: mailbox settings from HELPDESK_IMAP_MAILBOXES and a small imaplib adapter."""
+"""The IMAP side of the intake: mailbox settings from HELPDESK_IMAP_MAILBOXES, a small imaplib adapter, and
+the readiness check that each mailbox can be logged into."""
 from __future__ import annotations
 
 import imaplib
 import re
 import ssl
+import time
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
@@ -52,16 +55,9 @@ class ImapMailbox:
 
     def __init__(self, settings: MailboxSettings, timeout: float = 60):
         self.settings = settings
-        s = settings
-        if s.security == "ssl":
-            self.imap = imaplib.IMAP4_SSL(s.host, s.port, ssl_context=ssl.create_default_context(), timeout=timeout)
-        else:
-            self.imap = imaplib.IMAP4(s.host, s.port, timeout=timeout)
-            if s.security == "starttls":
-                self.imap.starttls(ssl.create_default_context())
-        self.imap.login(s.user, s.password)
-        self._ok(self.imap.select(_quote(s.folder)))
-        typ, _ = self.imap.create(_quote(s.processed))  # NO when it exists already: fine
+        self.imap = _logged_in(settings, timeout)
+        self._ok(self.imap.select(_quote(settings.folder)))
+        typ, _ = self.imap.create(_quote(settings.processed))  # NO when it exists already: fine
         self.can_move = "MOVE" in self.imap.capabilities
 
     @staticmethod
@@ -103,6 +99,45 @@ class ImapMailbox:
             self.imap.logout()
         except Exception:
             pass
+
+
+def _logged_in(s: MailboxSettings, timeout: float) -> imaplib.IMAP4:
+    if s.security == "ssl":
+        imap = imaplib.IMAP4_SSL(s.host, s.port, ssl_context=ssl.create_default_context(), timeout=timeout)
+    else:
+        imap = imaplib.IMAP4(s.host, s.port, timeout=timeout)
+        if s.security == "starttls":
+            imap.starttls(ssl.create_default_context())
+    imap.login(s.user, s.password)
+    return imap
+
+
+READY_SECONDS = 5.0  # how long a readiness answer is kept: probes every few seconds open no IMAP session each
+
+
+def login_check(settings: MailboxSettings, ttl: float = READY_SECONDS, timeout: float = 5.0,
+                clock: Callable[[], float] = time.monotonic) -> Callable[[], None]:
+    """A readiness check (helpdesk.common.observability): log into the mailbox and examine its folder, raising
+    what failed; the answer, good or bad, is kept `ttl` seconds."""
+    last: dict = {"at": None, "error": None}
+
+    def check() -> None:
+        now = clock()
+        if last["at"] is None or now - last["at"] >= ttl:
+            error = None
+            try:
+                imap = _logged_in(settings, timeout)
+                try:
+                    ImapMailbox._ok(imap.select(_quote(settings.folder), readonly=True))
+                finally:
+                    imap.logout()
+            except Exception as exc:  # noqa: BLE001 - whatever fails, the mailbox is not usable
+                error = exc
+            last.update(at=now, error=error)
+        if last["error"] is not None:
+            raise last["error"].with_traceback(None)
+
+    return check
 
 
 def _quote(folder: str) -> str:
