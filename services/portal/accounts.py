@@ -381,10 +381,11 @@ def revoke_api_token(session: Session, account: Account, token_id: str) -> None:
 
 
 def account_for_api_token(session: Session, secret: str) -> Account:
-    row = session.execute(select(ApiToken).where(ApiToken.token_hash == _digest(secret or ""))).scalar_one_or_none()
+    found = session.execute(select(ApiToken, Account).outerjoin(Account, Account.id == ApiToken.account_id)
+                            .where(ApiToken.token_hash == _digest(secret or ""))).one_or_none()
+    row, account = found if found is not None else (None, None)
     if row is None or row.revoked_at is not None:
         raise NotAuthenticated("unknown or revoked API token")
-    account = session.get(Account, row.account_id)
     if account is None or not account.active:
         raise NotAuthenticated("the token's account is deactivated")
     now = utcnow()
