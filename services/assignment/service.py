@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 
@@ -30,6 +30,7 @@ from helpdesk.common.observability import Observability
 from helpdesk.common.outbox import Outbox
 from helpdesk.common.schemas import load
 from helpdesk.common.vocabulary import ADMIN, DISPATCHER, SOLVER, SYSTEM_ACTOR
+from helpdesk.common.rpc import rpc
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import time
 import uuid
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from helpdesk.common.config import from_container
@@ -18,6 +18,7 @@ from helpdesk.common.events import utcnow
 from helpdesk.common.inbox import event_handler, idempotent
 from helpdesk.common.observability import Observability
 from helpdesk.common.outbox import Outbox
+from helpdesk.common.rpc import rpc
 from helpdesk.erp_bridge import domain, handlers, metrics
 from helpdesk.erp_bridge.models import metadata
 from helpdesk.erp_bridge.sync import Bridge

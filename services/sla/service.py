@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from nameko.rpc import rpc
+from helpdesk.common.rpc import rpc
 from nameko.timer import Timer
 
 from helpdesk.common.config import from_container

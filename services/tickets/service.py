@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from zoneinfo import ZoneInfo
 
-from nameko.rpc import rpc
+from helpdesk.common.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
