@@ -10,15 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from helpdesk.common import events
+from helpdesk.common.cache import SharedCopy
 from helpdesk.common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from helpdesk.common.vocabulary import DISPATCHER, SOLVER
 from helpdesk.assignment import domain, notices
@@ -66,40 +65,14 @@ def _solver_of(row: SolverRow, employee_active: bool | None) -> domain.Solver:
                          row.absent_from, row.absent_to)
 
 
-# Rules and roster change rarely and are read by every decision: kept per process and database. The
-# copy is checked against a fingerprint of their tables that every change moves (count and newest
-# updated_at/changed_at) at most once every CACHE_CHECK_SECONDS, so a change made through another
-# replica is seen within that time; a change this process commits drops its copy at once.
-CACHE_CHECK_SECONDS = 1.0
-_CACHE: dict = {}   # database URL -> [fingerprint, {'rules', 'roster', 'qualified'}, checked at (monotonic)]
-_ROSTER_TABLES = frozenset({"solvers", "employees", "rules"})
-
-
 def _fingerprint(session: Session) -> tuple:
+    """Count and newest updated_at/changed_at of roster, employees and rules: every change moves it."""
     return tuple(session.execute(select(
         select(func.count(SolverRow.id)).scalar_subquery(), select(func.max(SolverRow.updated_at)).scalar_subquery(),
         select(func.count(EmployeeRow.helios_id)).scalar_subquery(),
         select(func.max(EmployeeRow.changed_at)).scalar_subquery(),
         select(func.count(RuleRow.id)).scalar_subquery(), select(func.max(RuleRow.updated_at)).scalar_subquery(),
     )).one())
-
-
-def _cached(session: Session) -> dict:
-    """{'rules': [...], 'roster': {id: Solver}, 'qualified': memo} for this transaction (looked up once per session)."""
-    if "assignment_cache" in session.info:
-        return session.info["assignment_cache"]
-    if session.info.get("assignment_roster_changed"):  # this transaction's own changes, not shared before commit
-        session.info["assignment_cache"] = _read_roster(session)
-        return session.info["assignment_cache"]
-    key = str(session.get_bind().url)
-    cached, now = _CACHE.get(key), time.monotonic()
-    if cached is None or now - cached[2] >= CACHE_CHECK_SECONDS:
-        fingerprint = _fingerprint(session)
-        if cached is None or cached[0] != fingerprint:
-            cached = _CACHE[key] = [fingerprint, _read_roster(session), now]
-        cached[2] = now
-    session.info["assignment_cache"] = cached[1]
-    return cached[1]
 
 
 def _read_roster(session: Session) -> dict:
@@ -110,28 +83,13 @@ def _read_roster(session: Session) -> dict:
             "qualified": {}}
 
 
-def _note_roster_change(session: Session, tables) -> None:
-    if not session.info.get("assignment_roster_changed") and _ROSTER_TABLES.intersection(tables):
-        session.info["assignment_roster_changed"] = True
+# Rules and roster change rarely and are read by every decision: one copy per process (see common/cache.py;
+# another replica's change is seen within a second, this process's at once)
+ROSTER = SharedCopy("assignment-roster", {"solvers", "employees", "rules"}, _read_roster, _fingerprint)
 
 
-@sa_event.listens_for(Session, "before_flush")
-def _roster_flushed(session, _flush_context, _instances):
-    _note_roster_change(session, {getattr(o, "__tablename__", None)
-                                  for o in (*session.new, *session.dirty, *session.deleted)})
-
-
-@sa_event.listens_for(Session, "do_orm_execute")
-def _roster_executed(state):
-    if state.is_update or state.is_delete or state.is_insert:
-        table = getattr(state.statement, "table", None)
-        _note_roster_change(state.session, {getattr(table, "name", None)})
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _roster_committed(session):
-    if session.info.pop("assignment_roster_changed", False):
-        _CACHE.pop(str(session.get_bind().url), None)
+def _cached(session: Session) -> dict:
+    return ROSTER.get(session)
 
 
 def cached_rules(session: Session) -> list[domain.Rule]:
@@ -777,7 +735,7 @@ def update_solver(session: Session, solver_id: str, data: dict, categories: dict
         setattr(row, key, _json(value) if key == "skills" else value)
     row.updated_at = now
     session.flush()
-    session.info.pop("assignment_cache", None)  # read the changed roster again
+    ROSTER.forget(session)  # read the changed roster again
     return solver_out(roster(session, [solver_id])[0], now)
 
 

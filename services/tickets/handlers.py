@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from helpdesk.common.cache import SharedCopy
 from helpdesk.common.errors import Conflict, NotFound, ValidationFailed
 from helpdesk.common.events import utcnow
 from helpdesk.tickets import domain
@@ -48,13 +49,19 @@ def _check_version(ticket: Ticket, version: int | None) -> None:
                        {"ticket_id": ticket.id, "expected": version, "actual": ticket.version})
 
 
+def _read_categories(session: Session) -> dict:
+    rows = session.execute(select(Category.id, Category.parent_id, Category.name, Category.active)).all()
+    return {row.id: row for row in rows}
+
+
+# a small table read by nearly every request: one copy per process, read again every second (another
+# replica's change is seen within it) and at once after this process commits a change (common/cache.py)
+CATEGORIES = SharedCopy("ticket-categories", {"categories"}, _read_categories)
+
+
 def _categories(session: Session) -> dict:
-    """Every category as id -> (id, parent_id, name, active), read once per transaction (a small table)."""
-    cached = session.info.get("categories")
-    if cached is None:
-        rows = session.execute(select(Category.id, Category.parent_id, Category.name, Category.active)).all()
-        cached = session.info["categories"] = {row.id: row for row in rows}
-    return cached
+    """Every category as id -> (id, parent_id, name, active)."""
+    return CATEGORIES.get(session)
 
 
 def category_path(session: Session, category_id: int | None) -> list[int]:
@@ -141,6 +148,8 @@ def _check_category(session: Session, category_id: int | None) -> None:
     if category_id is None:
         return
     rows = _categories(session)
+    if category_id not in rows:
+        rows = CATEGORIES.refresh(session)  # perhaps just created through another replica
     if category_id not in rows:
         raise ValidationFailed.from_fields({"category_id": [f"no category {category_id}"]})
     cid, seen = category_id, set()

@@ -21,7 +21,7 @@ def _names(sessions) -> dict:
 
 def test_a_change_committed_here_is_seen_at_once_and_another_replicas_within_the_check_time(
         assignment_database_url, monkeypatch):
-    monkeypatch.setattr(handlers, "CACHE_CHECK_SECONDS", 3600)
+    monkeypatch.setattr(handlers.ROSTER, "check_seconds", 3600)
     sessions = db.session_factory(assignment_database_url)
     with db.transaction(sessions) as session:
         handlers.account_changed(session, account("jana", "Jana Nová"), NOW)
@@ -35,13 +35,13 @@ def test_a_change_committed_here_is_seen_at_once_and_another_replicas_within_the
         conn.execute(update(SolverRow).where(SolverRow.id == "jana")
                      .values(name="Jana Dvořáková", updated_at=NOW + dt.timedelta(minutes=1)))
     assert _names(sessions) == {"jana": "Jana Nováková"}  # the copy stands until its next check
-    monkeypatch.setattr(handlers, "CACHE_CHECK_SECONDS", 0)
+    monkeypatch.setattr(handlers.ROSTER, "check_seconds", 0)
     assert _names(sessions) == {"jana": "Jana Dvořáková"}  # the check finds the fingerprint moved
 
 
 def test_a_transaction_sees_its_own_roster_change_before_commit_and_a_rollback_leaves_the_copy_alone(
         assignment_database_url, monkeypatch):
-    monkeypatch.setattr(handlers, "CACHE_CHECK_SECONDS", 3600)
+    monkeypatch.setattr(handlers.ROSTER, "check_seconds", 3600)
     sessions = db.session_factory(assignment_database_url)
     with db.transaction(sessions) as session:
         handlers.account_changed(session, account("petr", "Petr Malý"), NOW)
