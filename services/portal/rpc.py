@@ -8,9 +8,11 @@ broker down) becomes `ServiceUnavailable`, which the portal answers with 503.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 
+from eventlet import GreenPile
 from eventlet.queue import LightQueue
 from kombu import Connection
 from nameko.exceptions import RpcTimeout, UnknownService
@@ -104,6 +106,14 @@ class RpcPool:
             else:
                 client.close()
                 self._made -= 1
+
+    def call_many(self, calls):
+        """[(service, method, kwargs)] made at once, each on a client of its own; results in order, and the
+        first failure (in that order) raised. Each runs in a copy of this context (correlation id)."""
+        pile = GreenPile(len(calls))
+        for service, method, kwargs in calls:
+            pile.spawn(contextvars.copy_context().run, self.call, service, method, **kwargs)
+        return list(pile)
 
     def tickets(self, method: str, **kwargs):
         return self.call("tickets", method, **kwargs)

@@ -1,0 +1,34 @@
+"""The portal's pool of RPC clients: several calls at once, in order, with the request's correlation id."""
+from __future__ import annotations
+
+import pytest
+
+from helpdesk.common.errors import NotFound
+from helpdesk.common.observability import set_correlation_id
+from support import REQUESTER
+
+from .conftest import rpc_pools
+
+DATA = {"subject": "Tiskárna netiskne", "description": "E05"}
+
+
+def test_calls_made_at_once_answer_in_order_and_carry_the_correlation_id(tickets, config, event_log):
+    log = event_log("tickets")
+    with rpc_pools() as pool:
+        rpc = pool(config, size=3, timeout=10)
+        set_correlation_id("portal-req-7")
+        try:
+            created = rpc.call_many([("tickets", "create_ticket", {"actor": REQUESTER, "data": {**DATA, "subject": s}})
+                                     for s in ("A", "B", "C", "D", "E")])  # more calls than clients: they queue
+        finally:
+            set_correlation_id(None)
+    assert [t["subject"] for t in created] == ["A", "B", "C", "D", "E"]
+    assert {e["correlation_id"] for e in log.wait_for(5)} == {"portal-req-7"}
+
+
+def test_the_first_failure_of_calls_made_at_once_is_raised(tickets, config):
+    with rpc_pools() as pool:
+        rpc = pool(config, size=2, timeout=10)
+        with pytest.raises(NotFound):
+            rpc.call_many([("tickets", "list_categories", {}),
+                           ("tickets", "get_ticket", {"actor": REQUESTER, "ticket_id": 999999})])
