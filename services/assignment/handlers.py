@@ -7,12 +7,14 @@ here and done by service.py after commit, so the decision path never waits on th
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
@@ -110,9 +112,38 @@ def _qualified(session: Session, rule: domain.Rule, facts: domain.TicketFacts) -
     return found
 
 
+# Tickets this process has given to each solver in transactions not committed yet, per database. Decisions
+# made side by side see each other's choices through it (the counters show them only after commit), so a
+# burst spreads over the least loaded solvers instead of piling onto the first one and queueing for its
+# counter row's lock.
+_IN_FLIGHT: dict[str, collections.Counter] = {}
+
+
+def _in_flight(session: Session) -> collections.Counter:
+    return _IN_FLIGHT.setdefault(str(session.get_bind().url), collections.Counter())
+
+
+def _count_in_flight(session: Session, solver_id: str) -> None:
+    """Count a decided ticket as the solver's until its transaction ends (commit or rollback)."""
+    pending = _in_flight(session)
+    pending[solver_id] += 1
+
+    settled = []
+
+    def settle(_session):
+        if not settled:
+            settled.append(True)
+            pending[solver_id] -= 1
+            if pending[solver_id] <= 0:
+                del pending[solver_id]
+    sa_event.listen(session, "after_commit", settle, once=True)
+    sa_event.listen(session, "after_rollback", settle, once=True)
+
+
 class _Loads(Mapping):
-    """Open tickets per solver id from the maintained counters, read on first use (a rule that needs
-    no counts costs no query). One row per solver, whatever the number of tickets."""
+    """Open tickets per solver id from the maintained counters, plus this process's decisions not yet
+    committed; read on first use (a rule that needs no counts costs no query). One row per solver,
+    whatever the number of tickets."""
 
     def __init__(self, session: Session):
         self._session, self._counts = session, None
@@ -126,6 +157,8 @@ class _Loads(Mapping):
                 self._counts = dict(cursor.fetchall())
             finally:
                 cursor.close()
+            for solver_id, n in _in_flight(self._session).items():
+                self._counts[solver_id] = self._counts.get(solver_id, 0) + n
             self.get = self._counts.get  # later look-ups go straight to the dict
         return self._counts
 
@@ -330,6 +363,7 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
         # last before commit: the UPDATE flushes the rows above first, so the counter's row lock (which
         # concurrent decisions for the same solver queue on) is held for the commit only
         _move_expected_solver(session, tracked, target.id, now)
+        _count_in_flight(session, target.id)
     elif expect_solver is not None:
         _move_expected_solver(session, tracked, None)
     if decision.action == domain.OFFER:

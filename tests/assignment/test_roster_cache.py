@@ -56,3 +56,22 @@ def test_a_transaction_sees_its_own_roster_change_before_commit_and_a_rollback_l
     session.close()
     assert _names(sessions) == {"petr": "Petr Malý"}
 
+
+
+def test_a_decision_not_yet_committed_counts_for_its_solver_in_decisions_made_beside_it(assignment_database_url):
+    from helpdesk.assignment.models import SolverLoad
+
+    sessions = db.session_factory(assignment_database_url)
+    with db.transaction(sessions) as session:
+        for ident in ("a", "b"):
+            handlers.account_changed(session, account(ident), NOW)
+            session.add(SolverLoad(solver_id=ident, open_tickets=3))
+    deciding = sessions()
+    deciding.begin()
+    handlers._count_in_flight(deciding, "a")  # as route() does when it gives a ticket to "a"
+    with db.transaction(sessions) as beside:
+        assert dict(handlers.loads(beside)) == {"a": 4, "b": 3}
+    deciding.rollback()  # ended either way: it no longer counts
+    deciding.close()
+    with db.transaction(sessions) as after:
+        assert dict(handlers.loads(after)) == {"a": 3, "b": 3}
