@@ -84,10 +84,13 @@ def advance(cursor: Cursor, stored_up_to: dt.datetime | None, held_from: dt.date
     return Cursor(new, rv)
 
 
+_DIGEST_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # json.dumps(…), one encoder for all
+
+
 def digest(payload: dict) -> str:
     """What a record says, without when it changed: re-reading it in the overlap window changes nothing."""
     body = {k: v for k, v in payload.items() if k != "changed_at"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_DIGEST_JSON(body).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- rows -> payloads
@@ -109,15 +112,24 @@ def organisation_payload(row, parent_id: int | None, changed_at: dt.datetime) ->
 
 def _ordered(contacts, kinds) -> list[str]:
     """Values of the given kinds, the preferred one first, then by ID; no duplicates."""
-    chosen = sorted((c for c in contacts if c.Druh in kinds and (c.Spojeni or "").strip()),
-                    key=lambda c: (not c.Prednastaveno, c.ID))
+    chosen = []
+    for i, c in enumerate(contacts):  # each row's attributes read once: a first import does this 600,000 times
+        if c.Druh in kinds:
+            value = (c.Spojeni or "").strip()
+            if value:
+                chosen.append((not c.Prednastaveno, c.ID, i, value))
+    if len(chosen) > 1:
+        chosen.sort()
     seen, out = set(), []
-    for c in chosen:
-        value = c.Spojeni.strip()
-        if value.casefold() not in seen:
-            seen.add(value.casefold())
+    for _preferred, _id, _i, value in chosen:
+        folded = value.casefold()
+        if folded not in seen:
+            seen.add(folded)
             out.append(value)
     return out
+
+
+_EMAILS, _PHONES = frozenset({EMAIL}), frozenset({PHONE, MOBILE})
 
 
 def contact_payload(person, links, contacts, changed_at: dt.datetime) -> dict:
@@ -129,13 +141,13 @@ def contact_payload(person, links, contacts, changed_at: dt.datetime) -> dict:
         "title_after": _text(person.TitulZa),
         "organisation_id": links[0].IDOrg if links else None,
         "organisation_ids": sorted({v.IDOrg for v in links}),
-        "emails": _ordered(contacts, {EMAIL}), "phones": _ordered(contacts, {PHONE, MOBILE}),
+        "emails": _ordered(contacts, _EMAILS), "phones": _ordered(contacts, _PHONES),
         "changed_at": changed_at,
     }
 
 
 def employee_payload(row, contacts, active: bool, changed_at: dt.datetime) -> dict:
-    emails = _ordered(contacts, {EMAIL})
+    emails = _ordered(contacts, _EMAILS)
     return {
         "helios_id": row.ID, "number": row.Cislo, "first_name": row.Jmeno or "", "last_name": row.Prijmeni or "",
         "email": emails[0] if emails else None, "login": _text(row.LoginId), "department": _text(row.Stredisko),

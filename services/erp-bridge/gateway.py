@@ -4,7 +4,8 @@ pymssql is a blocking C driver with no green mode: a query running in it would s
 every green thread of the process. `HeliosGateway.run` therefore executes the whole
 unit of work (connect, statements, commit) in eventlet's native thread pool
 (`eventlet.tpool`), so the hub keeps serving RPC, events and the outbox relay meanwhile
-(tests/erp_bridge/test_gateway.py measures it with a driver that sleeps). PostgreSQL
+(tests/erp_bridge/test_erp_gateway.py measures it with a driver that sleeps). A call from another
+native thread (the first import's read-ahead in an unpatched process) runs where it is. PostgreSQL
 (psycopg2, greened by monkey_patch) and SQLite (short local I/O) run on the hub as the
 rest of the helpdesk does.
 """
@@ -24,6 +25,14 @@ def _offload(fn, *args):
     from eventlet import tpool
 
     return tpool.execute(fn, *args)
+
+
+def _on_hub_thread() -> bool:
+    """Whether this is the process's main native thread, where the eventlet hub and every green thread run."""
+    from eventlet import patcher
+
+    threading = patcher.original("threading")
+    return threading.current_thread() is threading.main_thread()
 
 
 class HeliosGateway:
@@ -48,6 +57,6 @@ class HeliosGateway:
             return fn(conn, *args)
 
     def run(self, fn, *args):
-        if self.offload:
+        if self.offload and _on_hub_thread():
             return _offload(self._unit, fn, args)
-        return self._unit(fn, args)
+        return self._unit(fn, args)  # on a helper native thread (a first import's read-ahead) blocking is harmless

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.common.errors import NotFound
-from helpdesk.erp_bridge import domain
+from helpdesk.erp_bridge import bulk, domain
 from helpdesk.erp_bridge.models import (RECORDS, activity_links, contact_emails, contacts, contracts, cursors,
                                         employees, leases, organisations, pending_notes)
 
@@ -22,8 +22,12 @@ def _fold(value: str | None) -> str | None:
     return value.strip().casefold() if value else None
 
 
+# json.dumps(payload, ensure_ascii=False, default=str, sort_keys=True), without a new encoder per call
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=True).encode
+
+
 def _json(payload: dict) -> str:
-    return json.dumps(payload, ensure_ascii=False, default=str, sort_keys=True)
+    return _JSON(payload)
 
 
 # ---------------------------------------------------------------- cursors and status
@@ -137,37 +141,37 @@ def _columns(entity: str, p: dict) -> dict:
 def store(session: Session, outbox, entity: str, payloads: list[dict], now: dt.datetime) -> int:
     """Upsert read-model rows and publish *_synced for those whose content changed; returns how many.
 
-    A batch is written with a few bulk statements (executemany), not a round trip per row:
-    the first import stores hundreds of thousands of records (docs/performance.md).
+    A batch is written with a few bulk statements (COPY on PostgreSQL, else executemany), not a
+    round trip per row: the first import stores hundreds of thousands of records (docs/performance.md).
     """
     table = RECORDS[entity]
     if not payloads:
         return 0
-    known = dict(session.execute(select(table.c.helios_id, table.c.digest)
-                                 .where(table.c.helios_id.in_([p["helios_id"] for p in payloads]))).all())
+    ids = [p["helios_id"] for p in payloads]
+    low, high = min(ids), max(ids)
+    # a first import's batch is a run of IDs: a range reads the same digests without a 1,000-item IN list
+    within = table.c.helios_id.between(low, high) if high - low < 2 * len(ids) else table.c.helios_id.in_(ids)
+    known = dict(session.execute(select(table.c.helios_id, table.c.digest).where(within)).all())
     event = f"{domain.EVENT_NAMES[entity]}_synced"
     new, changed, emails, events_ = [], [], [], []
     for p in payloads:
         d = domain.digest(p)
         if known.get(p["helios_id"]) == d:
             continue
-        row = {**_columns(entity, p), "data": _json(p), "digest": d, "changed_at": p["changed_at"], "synced_at": now}
-        if p["helios_id"] in known:
-            changed.append({"helios_id": p["helios_id"], **row})
-        else:
-            new.append({"helios_id": p["helios_id"], **row})
+        row = {"helios_id": p["helios_id"], **_columns(entity, p), "data": _json(p), "digest": d,
+               "changed_at": p["changed_at"], "synced_at": now}
+        (changed if p["helios_id"] in known else new).append(row)
         if entity == domain.CONTACT:
             emails.extend({"email": e[:255], "contact_id": p["helios_id"]} for e in {e.casefold() for e in p["emails"]})
         events_.append((event, f"{entity}:{p['helios_id']}", p))
     if changed:  # delete + bulk insert: two round trips, where an executemany UPDATE takes one per row
-        session.execute(delete(table).where(table.c.helios_id.in_([r["helios_id"] for r in changed])))
-    if new or changed:
-        session.execute(insert(table), new + changed)
-    if entity == domain.CONTACT and events_:
-        ids = [p["helios_id"] for _e, _a, p in events_]
-        session.execute(delete(contact_emails).where(contact_emails.c.contact_id.in_(ids)))
-        if emails:
-            session.execute(insert(contact_emails), emails)
+        gone = [r["helios_id"] for r in changed]
+        session.execute(delete(table).where(table.c.helios_id.in_(gone)))
+        if entity == domain.CONTACT:  # a contact's e-mails exist only beside its read-model row
+            session.execute(delete(contact_emails).where(contact_emails.c.contact_id.in_(gone)))
+    bulk.copy_rows(session, table, new + changed)
+    if entity == domain.CONTACT:
+        bulk.copy_rows(session, contact_emails, emails)
     outbox.add_many(session, events_)
     return len(events_)
 

@@ -130,6 +130,15 @@ def ids(conn, entity: str, after_id: int, limit: int) -> list[int]:
     return list(conn.execute(ids_statement(entity, after_id, limit)).scalars())
 
 
+def ids_and_rows(conn, entity: str, after_id: int, limit: int, settings: "ReaderSettings"):
+    """The next page of IDs after `after_id` and their rows (the first import), in one HELIOS transaction.
+
+    The page is every ID up to its last, so rows and children are selected by that range, not by a
+    list of a thousand IDs (which SQLAlchemy renders anew for every statement)."""
+    page = ids(conn, entity, after_id, limit)
+    return page, load(conn, entity, page, settings, span=(after_id, page[-1]) if page else None)
+
+
 def newest_change(conn, entity: str) -> dt.datetime | None:
     """The newest change time of the entity and its children (where a full import sets the cursor)."""
     newest = None
@@ -180,14 +189,23 @@ def _ids_of(conn, t, key_col, values) -> dict:
     return {k: i for k, i in conn.execute(select(key_col, t.c.ID).where(key_col.in_(values))).all()}
 
 
-def load(conn, entity: str, wanted: list[int], settings: ReaderSettings) -> Loaded:
-    """The current rows of `wanted` IDs as event payloads; IDs that no longer exist are left out."""
+def load(conn, entity: str, wanted: list[int], settings: ReaderSettings,
+         span: tuple[int, int] | None = None) -> Loaded:
+    """The current rows of `wanted` IDs as event payloads; IDs that no longer exist are left out.
+
+    `span` (after, last): `wanted` is every ID in after < ID <= last, and they are selected so."""
     if not wanted:
         return Loaded([], [], None)
     loader = {domain.ORGANISATION: _organisations, domain.CONTACT: _contacts, domain.EMPLOYEE: _employees,
               domain.CONTRACT: _contracts}[entity]
+    if span is not None:
+        def within(col):
+            return and_(col > span[0], col <= span[1])
+    else:
+        def within(col):
+            return col.in_(wanted)
     payloads, held, newest = [], [], None
-    for row, payload_of, changed in loader(conn, wanted, settings):
+    for row, payload_of, changed in loader(conn, within, settings):
         if _open_in_editor(row):
             held.append(changed)
             continue
@@ -196,25 +214,26 @@ def load(conn, entity: str, wanted: list[int], settings: ReaderSettings) -> Load
     return Loaded(payloads, held, newest)
 
 
-def _organisations(conn, wanted, s):
+def _organisations(conn, within, s):
     t = H.TabCisOrg
-    rows = conn.execute(select(t).where(t.c.ID.in_(wanted))).all()
+    rows = conn.execute(select(t).where(within(t.c.ID))).all()
     parents = _ids_of(conn, t, t.c.CisloOrg, [r.NadrizenaOrg for r in rows])
     for r in rows:
         yield r, (lambda at, r=r: domain.organisation_payload(r, parents.get(r.NadrizenaOrg), at)), _changed_of(r)
 
 
-def _contacts(conn, wanted, s):
+def _contacts(conn, within, s):
     p, v, k = H.TabCisKOs, H.TabVztahOrgKOs, H.TabKontakty
-    rows = conn.execute(select(p).where(p.c.ID.in_(wanted))).all()
-    links = conn.execute(select(v).where(v.c.IDCisKOs.in_(wanted))).all()
+    rows = conn.execute(select(p).where(within(p.c.ID))).all()
+    links = conn.execute(select(v).where(within(v.c.IDCisKOs))).all()
     link_owner = {link.ID: link.IDCisKOs for link in links}
-    conds = [k.c.IDCisKOs.in_(wanted)]
+    # the person's own e-mails and phones, and those of their links (two index seeks, not an OR of both)
+    kontakty = {c.ID: c for c in conn.execute(select(k).where(within(k.c.IDCisKOs))).all()}
     if link_owner:
-        conds.append(k.c.IDVztahKOsOrg.in_(list(link_owner)))
-    kontakty = conn.execute(select(k).where(or_(*conds))).all()
+        kontakty.update((c.ID, c) for c in conn.execute(
+            select(k).select_from(k.join(v, v.c.ID == k.c.IDVztahKOsOrg)).where(within(v.c.IDCisKOs))).all())
     by_person: dict = {}
-    for c in kontakty:
+    for c in kontakty.values():
         owner = c.IDCisKOs if c.IDCisKOs is not None else link_owner.get(c.IDVztahKOsOrg)
         by_person.setdefault(owner, []).append(c)
     links_of = _by(links, "IDCisKOs")
@@ -224,18 +243,18 @@ def _contacts(conn, wanted, s):
         yield r, (lambda at, r=r, mine=mine, theirs=theirs: domain.contact_payload(r, mine, theirs, at)), changed
 
 
-def _employees(conn, wanted, s):
+def _employees(conn, within, s):
     t, k = H.TabCisZam, H.TabKontakty
     cols = [t]
     ext = None
     if s.employee_active_column:
         ext, active_col = _ext_or_core(t, "TabCisZam_EXT", s.employee_active_column)
         cols.append(active_col.label("active_flag"))
-    stmt = select(*cols).where(t.c.ID.in_(wanted))
+    stmt = select(*cols).where(within(t.c.ID))
     if ext is not None:
         stmt = stmt.select_from(t.outerjoin(ext, ext.c.ID == t.c.ID))
     rows = conn.execute(stmt).all()
-    mails = _by(conn.execute(select(k).where(k.c.IDCisZam.in_(wanted))).all(), "IDCisZam")
+    mails = _by(conn.execute(select(k).where(within(k.c.IDCisZam))).all(), "IDCisZam")
     for r in rows:
         active = True if not s.employee_active_column else bool(r.active_flag)
         theirs = mails.get(r.ID, [])
@@ -243,10 +262,10 @@ def _employees(conn, wanted, s):
         yield r, (lambda at, r=r, theirs=theirs, active=active: domain.employee_payload(r, theirs, active, at)), changed
 
 
-def _contracts(conn, wanted, s):
+def _contracts(conn, within, s):
     t = H.TabZakazka
     ext, guarantor = _ext_or_core(t, "TabZakazka_EXT", s.guarantor_column)
-    stmt = select(t, guarantor.label("guarantor_number")).where(t.c.ID.in_(wanted))
+    stmt = select(t, guarantor.label("guarantor_number")).where(within(t.c.ID))
     if ext is not None:
         stmt = stmt.select_from(t.outerjoin(ext, ext.c.ID == t.c.ID))
     rows = conn.execute(stmt).all()

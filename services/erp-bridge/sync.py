@@ -8,6 +8,7 @@ crash re-reads a batch instead of skipping one.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -17,7 +18,7 @@ from helpdesk.common import db
 from helpdesk.common.config import Config
 from helpdesk.common.events import utcnow
 from helpdesk.common.outbox import OutboxWriter
-from helpdesk.erp_bridge import domain, handlers, metrics, reader
+from helpdesk.erp_bridge import bulk, domain, handlers, metrics, reader
 from helpdesk.erp_bridge.gateway import HeliosGateway
 from helpdesk.erp_bridge.models import outbox as outbox_table
 from helpdesk.erp_bridge.writer import ActivityWrite, ActivityWriter, DirectSqlWriter, WriterSettings
@@ -146,20 +147,18 @@ class Bridge:
         """Read every row by ID (the first import); afterwards polling goes on from the newest change."""
         newest = self.gateway.run(reader.newest_change, entity)
         rv = self.gateway.run(reader.max_row_version) if entity == domain.ORGANISATION else None
-        after, done = 0, 0
+        done = 0
         if progress:
             progress(entity, 0)
-        while True:
-            page = self.gateway.run(reader.ids, entity, after, self.s.batch)
-            if not page:
-                break
-            loaded = self.gateway.run(reader.load, entity, page, self.s.reader)
-            with self.tx() as session:
-                handlers.store(session, self.outbox, entity, loaded.payloads, utcnow())
-            done += len(page)
-            after = page[-1]
-            if progress:
-                progress(entity, done)
+        outbox = bulk.BulkOutbox(self.outbox)
+        # the next page is read while one is stored
+        with bulk.gc_frozen(), contextlib.closing(bulk.read_ahead(self._pages(entity))) as pages:
+            for page, loaded in pages:
+                with self.tx() as session:
+                    handlers.store(session, outbox, entity, loaded.payloads, utcnow())
+                done += len(page)
+                if progress:
+                    progress(entity, done)
         with self.tx() as session:
             cursor = handlers.get_cursor(session, entity)
             if newest is not None and (cursor.changed is None or newest > cursor.changed):
@@ -170,6 +169,16 @@ class Bridge:
             handlers.sync_succeeded(session, entity, utcnow())
         self.reconcile(entity)
         return done
+
+    def _pages(self, entity: str):
+        """Every row of the entity by ID, a batch at a time: (IDs, loaded rows)."""
+        after = 0
+        while True:
+            page, loaded = self.gateway.run(reader.ids_and_rows, entity, after, self.s.batch, self.s.reader)
+            if not page:
+                return
+            yield page, loaded
+            after = page[-1]
 
     def count(self, entity: str) -> int:
         from sqlalchemy import func, select
