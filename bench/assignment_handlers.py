@@ -10,7 +10,10 @@ What it measures
 Usage
     .venv/bin/python bench/assignment_handlers.py 500 [least_loaded|round_robin] [--prof]
 """
-import sys, time, uuid, json, cProfile, pstats
+import cProfile
+import pstats
+import sys
+import time
 import sqlalchemy as sa
 from sqlalchemy import event
 from helpdesk.common import db, events
