@@ -113,6 +113,9 @@ The services talk over RabbitMQ; start one, then run this again:
 """
 
 
+STOP_SECONDS = 10  # graceful stop of `helpdesk run`, then its workers are killed
+
+
 def run(cfg, names: list[str], demo: bool) -> int:
     from nameko.runners import ServiceRunner
 
@@ -142,9 +145,17 @@ def run(cfg, names: list[str], demo: bool) -> int:
         eventlet.spawn_n(stop_all)
 
     def stop_all():
+        import eventlet
+
         for stop in stoppers:
             stop()
-        runner.stop()
+        try:  # a worker may wait for a service that has stopped already (an RPC reply that never comes)
+            with eventlet.Timeout(STOP_SECONDS):
+                runner.stop()
+        except eventlet.Timeout:
+            # killed workers roll back; their messages were not acknowledged and come again after restart
+            log.warning("services did not stop within %s s; killing what is left", STOP_SECONDS)
+            runner.kill()
         stopped.send(True)
 
     from eventlet.event import Event
