@@ -142,6 +142,7 @@ def run(cfg, names: list[str], demo: bool) -> int:
         # signal handlers run outside the hub and may not use eventlet primitives: stop in a green thread
         import eventlet
 
+        stopping.append(_signum)
         eventlet.spawn_n(stop_all)
 
     def stop_all():
@@ -160,17 +161,19 @@ def run(cfg, names: list[str], demo: bool) -> int:
 
     from eventlet.event import Event
 
-    stopped = Event()
+    stopped, stopping = Event(), []
+    # Ctrl+C too: left to Python, its KeyboardInterrupt is raised in whichever green thread runs at that
+    # moment, often a worker, which dies of it while the process runs on
     signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
     log.info("running %s; metrics on :%s/metrics; Ctrl+C stops", ", ".join(names), cfg.metrics_port)
     if demo:
         from helpdesk import demo as demo_data
 
         demo_data.load(cfg)
-    try:
-        runner.wait() if runner.service_names else stopped.wait()
-    except KeyboardInterrupt:
-        stop_all()
+    runner.wait() if runner.service_names else stopped.wait()
+    if stopping:
+        stopped.wait()  # the processes' stoppers have run too
     return 0
 
 
