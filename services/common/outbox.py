@@ -80,6 +80,7 @@ class OutboxWriter:
         self.outbox = outbox
         self.source = source
         self._on_commit = on_commit
+        self._insert = outbox.insert()
 
     def add(self, session, event_type: str, aggregate_id, payload: dict) -> dict:
         return self.add_many(session, [(event_type, aggregate_id, payload)])[0]
@@ -95,10 +96,8 @@ class OutboxWriter:
                          "created_at": now, "committed_ts": ts})
         if not rows:
             return envelopes
-        if len(rows) == 1:
-            session.execute(self.outbox.insert().values(**rows[0]))
-        else:
-            session.execute(self.outbox.insert(), rows)
+        # one prebuilt statement with bound values: a statement built per call costs its cache key every time
+        session.connection().execute(self._insert, rows[0] if len(rows) == 1 else rows)
         if self._on_commit is not None:
             from sqlalchemy import event as sa_event
 

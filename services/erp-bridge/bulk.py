@@ -1,16 +1,12 @@
 """A first import's bulk path: event envelopes without marshmallow per record, rows by COPY, reading ahead.
 
-`events.build` dumps and validates every payload with marshmallow, ~75 µs an event: a third
-of a first import's time (docs/performance.md, section 8). `BulkOutbox` writes the same
-outbox rows as `OutboxWriter.add_many`, but each contract's schema is compiled once into a
-plain function that produces the dict marshmallow's dump would (same keys, order and values)
-and accepts a value only where marshmallow's validation on the other side (`events.parse`)
-would accept it too: Integer, String, Boolean, DateTime/AwareDateTime and Date (ISO), Nested,
-List. Anything it is not sure of — another type, a None where the contract allows none, a
-missing required field, a field or schema option it does not know — goes through
-`events.build`, which refuses an invalid payload as it always did. The first event of every
-batch goes through `events.build` as well, and its payload must equal the compiled dump, or
-the whole batch does (logged). Tests parse every event of an import.
+`BulkOutbox` writes the same outbox rows as `OutboxWriter.add_many`, with each contract's
+compiled dump (`common.dumps`: the dict marshmallow's dump would give, accepting a value
+only where `events.parse` on the other side would) and one envelope per batch: the first
+event of every batch goes through `events.build`, and its payload must equal the compiled
+dump, or the whole batch goes through `events.build` (logged). Anything the compiled dump is
+not sure of goes through `events.build`, which refuses an invalid payload as it always did.
+Tests parse every event of an import.
 
 `copy_rows` stores rows with one COPY on PostgreSQL (a third of the time of a multi-row
 INSERT here), values passed through each column type's bind processing as SQLAlchemy would.
@@ -35,127 +31,10 @@ from marshmallow import Schema, fields
 from sqlalchemy import insert
 
 from helpdesk.common import events
+from helpdesk.common.dumps import Unsure as _Unsure
 from helpdesk.common.observability import current_correlation_id
 
 log = logging.getLogger(__name__)
-
-
-class _Unsure(Exception):
-    """The compiled dump cannot vouch for this value: marshmallow decides."""
-
-
-def _exact(kind: type):
-    def convert(value):
-        if type(value) is not kind:
-            raise _Unsure
-        return value
-    return convert
-
-
-def _iso(kind: type, aware: bool):
-    def convert(value):
-        if type(value) is not kind or (aware and value.utcoffset() is None):
-            raise _Unsure
-        return value.isoformat()
-    return convert
-
-
-def _nested(dump):
-    def convert(value):
-        if type(value) is not dict:
-            raise _Unsure
-        return dump(value)
-    return convert
-
-
-def _listed(inner, allow_none: bool):
-    def convert(value):
-        if type(value) is not list:
-            raise _Unsure
-        out = []
-        for each in value:
-            if each is None:
-                if not allow_none:
-                    raise _Unsure
-                out.append(None)
-            else:
-                out.append(inner(each))
-        return out
-    return convert
-
-
-def _plain(f: fields.Field) -> bool:
-    """No option that changes what dump or load does with a value."""
-    return not f.validators and f.data_key is None and f.attribute is None and not f.dump_only \
-        and not f.load_only and f.dump_default is fields.missing_
-
-
-def _converter(f: fields.Field):
-    """value (not None) -> what marshmallow's dump gives and its load accepts unchanged; None: unknown field kind."""
-    kind = type(f)
-    if kind is fields.Integer and not f.as_string:
-        return _exact(int)  # bool is no int here: marshmallow's load refuses True/False
-    if kind is fields.String:
-        return _exact(str)
-    if kind is fields.Boolean and f.truthy is fields.Boolean.truthy and f.falsy is fields.Boolean.falsy:
-        return _exact(bool)
-    if kind in (fields.DateTime, fields.AwareDateTime) and f.format in ("iso", "iso8601"):
-        if kind is fields.AwareDateTime and f.default_timezone is not None:
-            return None
-        return _iso(dt.datetime, aware=kind is fields.AwareDateTime)
-    if kind is fields.Date and f.format in ("iso", "iso8601"):
-        return _iso(dt.date, aware=False)
-    if kind is fields.Nested and not f.many and f.only is None and not f.exclude:
-        dump = compile_dump(f.schema)
-        return _nested(dump) if dump else None
-    if kind is fields.List and _plain(f.inner):
-        inner = _converter(f.inner)
-        return _listed(inner, f.inner.allow_none) if inner else None
-    return None
-
-
-def compile_dump(schema: Schema):
-    """payload -> its dump, raising _Unsure where marshmallow must decide; None if the schema has options it can't
-    mirror (hooks, renamed or dump-only fields, validators, other field kinds)."""
-    if any(schema._hooks.values()) or schema.many or schema.only is not None or schema.exclude:
-        return None
-    steps = []
-    for name, f in schema.dump_fields.items():
-        convert = _converter(f) if _plain(f) and "." not in name and schema.load_fields.get(name) is f else None
-        if convert is None:
-            return None
-        steps.append((name, convert, f.required, f.allow_none))
-    if set(schema.load_fields) != set(schema.dump_fields):
-        return None
-
-    def dump(payload: dict) -> dict:
-        out = {}
-        for name, convert, required, allow_none in steps:
-            if name not in payload:
-                if required:
-                    raise _Unsure
-                continue
-            value = payload[name]
-            if value is None:
-                if not allow_none:
-                    raise _Unsure
-                out[name] = None
-            else:
-                out[name] = convert(value)
-        return out
-
-    return dump
-
-
-_dumps: dict[tuple[str, str], object] = {}
-
-
-def _compiled(source: str, type_: str):
-    key = (source, type_)
-    if key not in _dumps:
-        c = events._contract(source, type_)
-        _dumps[key] = compile_dump(c.schema())
-    return _dumps[key]
 
 
 def build_many(source: str, type_: str, payloads: list[dict], correlation_id: str | None) -> list[dict]:
@@ -163,7 +42,7 @@ def build_many(source: str, type_: str, payloads: list[dict], correlation_id: st
     if not payloads:
         return []
     first = events.build(source, type_, payloads[0], correlation_id)
-    dump = _compiled(source, type_)
+    dump = events.compiled_dump(source, type_)
     try:
         same = dump is not None and dump(payloads[0]) == first["payload"]
     except _Unsure:

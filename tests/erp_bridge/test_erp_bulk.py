@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from helpdesk.common import events
+from helpdesk.common import dumps, events
 from helpdesk.common.errors import ValidationFailed
 from helpdesk.erp_bridge import bulk, domain, handlers, reader
 from helpdesk.erp_bridge.models import RECORDS, contact_emails, contacts, outbox
@@ -144,10 +144,10 @@ def test_schemas_with_options_the_compiler_does_not_mirror_are_not_compiled():
         a = fields.Email(required=True)
 
     for schema in (Hooked(), Renamed(), Validated(), Other()):
-        assert bulk.compile_dump(schema) is None, type(schema).__name__
+        assert dumps.compile_dump(schema) is None, type(schema).__name__
     from helpdesk.common.contracts.erp_bridge import OrganizationSynced
 
-    assert bulk.compile_dump(OrganizationSynced()) is not None
+    assert dumps.compile_dump(OrganizationSynced()) is not None
 
 
 def test_event_ids_are_distinct_version_4_uuids():

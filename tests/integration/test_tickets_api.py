@@ -79,6 +79,18 @@ def test_a_new_ticket_is_received_with_the_actor_as_requester(tickets, rpc):
     assert rpc.tickets.get_ticket_by_number(actor=REQUESTER, number=t["number"])["id"] == t["id"]
 
 
+def test_the_answer_to_a_creation_is_the_ticket_as_read_back_and_as_its_event_carries_it(tickets, rpc, event_log):
+    log = event_log()
+    made = [new_ticket(rpc), new_ticket(rpc, who=DISPATCHER, organisation_id="org-2", contract="Z-2026-014",
+                                        requester={"id": "requester-2", "name": "Requester 2"})]
+    for t, who in zip(made, (REQUESTER, DISPATCHER)):
+        read = get(rpc, t, who)
+        assert {k: v for k, v in read.items() if k not in ("comments", "attachments")} == t
+    carried = {e["payload"]["ticket"]["id"]: e["payload"]["ticket"] for e in events_of(log, "ticket_created", 2)}
+    for t in made:
+        assert {k: v for k, v in t.items() if k not in ("allowed_moves", "rating")} == carried[t["id"]]
+
+
 def test_a_requester_cannot_raise_a_ticket_for_someone_else_or_another_organisation(tickets, rpc):
     t = new_ticket(rpc, requester={"id": "requester-2", "name": "Someone Else"}, organisation_id="org-2")
     assert t["requester"]["id"] == "requester-1"
