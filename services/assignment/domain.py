@@ -81,6 +81,7 @@ class Solver:
     absent_to: dt.datetime | None = None
     open_tickets: int = 0
     last_assigned_at: dt.datetime | None = None
+    language: str | None = None             # of their e-mails (cs, en); None: HELPDESK_LANGUAGE
 
     def with_load(self, open_tickets: int, last_assigned_at: dt.datetime | None) -> "Solver":
         """This solver with a fresh load; a plain copy (dataclasses.replace costs ms over a 1,000-solver roster)."""

@@ -28,6 +28,7 @@ from helpdesk.assignment.models import (ContractRow, DecisionRow, EmployeeRow, N
 
 ASSIGNING, ASSIGNED, OFFERED, QUEUED, UNASSIGNED, SUPERSEDED = (
     "assigning", "assigned", "offered", "queued", "unassigned", "superseded")
+WAITING = (OFFERED, QUEUED, UNASSIGNED)  # decided, and no solver has the ticket yet
 STAFF_ROLES = {SOLVER, DISPATCHER}
 
 
@@ -40,6 +41,7 @@ class Settings:
     mail_attempts: int = 5
     mail_retry_seconds: float = 30.0
     language: str = "cs"
+    reroute_on_update: bool = True
 
 
 def _json(value) -> str:
@@ -64,7 +66,7 @@ def rule_out(row: RuleRow) -> dict:
 def _solver_of(row: SolverRow, employee_active: bool | None) -> domain.Solver:
     return domain.Solver(row.id, row.name, row.email, frozenset(json.loads(row.roles)), row.active, employee_active,
                          row.employee_id, row.team, frozenset(json.loads(row.skills or "[]")), row.capacity,
-                         row.absent_from, row.absent_to)
+                         row.absent_from, row.absent_to, language=row.language)
 
 
 def _fingerprint(session: Session) -> tuple:
@@ -196,7 +198,7 @@ def solver_out(s: domain.Solver, now: dt.datetime) -> dict:
             "account_active": s.active, "employee_id": s.employee_id, "employee_active": s.employee_active,
             "team": s.team, "skills": sorted(s.skills), "capacity": s.capacity,
             "absent_from": s.absent_from, "absent_to": s.absent_to, "absent_now": s.is_absent(now),
-            "open_tickets": s.open_tickets}
+            "open_tickets": s.open_tickets, "language": s.language}
 
 
 def facts_of(row: TrackedTicket) -> domain.TicketFacts:
@@ -221,7 +223,17 @@ def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None) -> N
 
 
 def track(session: Session, snap: dict) -> TrackedTicket | None:
-    """Apply a ticket snapshot from any ticket event; returns the row, or None for an out-of-date snapshot.
+    """Apply a ticket snapshot from any ticket event; returns the row, or None for an out-of-date snapshot."""
+    return _track(session, snap)[0]
+
+
+def _routing_facts(row: TrackedTicket) -> tuple:
+    """What rule matching and the work modes read of a ticket that a change may move (the channel never does)."""
+    return row.category_path, row.organisation_id, row.contract, row.priority
+
+
+def _track(session: Session, snap: dict) -> tuple[TrackedTicket | None, bool]:
+    """`track`, and whether the snapshot moved the routing facts of a ticket tracked before.
 
     Events of one ticket travel on separate queues and may arrive out of order: only a newer
     version than the one applied moves the row and the counters."""
@@ -235,9 +247,10 @@ def track(session: Session, snap: dict) -> TrackedTicket | None:
                             channel=snap["channel"], priority=snap["priority"])
         session.add(row)
         _apply_load(session, domain.load_change(None, False, solver_id, domain.is_open(snap["state"])))
-        return row
+        return row, False
     if snap["version"] <= row.version:
-        return None
+        return None, False
+    before = _routing_facts(row)
     _apply_load(session, domain.load_change(row.solver_id, domain.is_open(row.state), solver_id,
                                             domain.is_open(snap["state"])))
     row.version, row.state, row.solver_id = snap["version"], snap["state"], solver_id
@@ -245,7 +258,7 @@ def track(session: Session, snap: dict) -> TrackedTicket | None:
     row.category_path = _json(snap.get("category_path") or [])
     row.organisation_id, row.contract = snap.get("organisation_id"), snap.get("contract")
     row.channel, row.priority = snap["channel"], snap["priority"]
-    return row
+    return row, _routing_facts(row) != before
 
 
 def _move_expected_solver(session: Session, row: TrackedTicket, solver_id: str | None,
@@ -315,10 +328,23 @@ def _notify(session: Session, to: str | None, subject: str, body: str, now: dt.d
                                  failed=False, created_at=now))
 
 
+def _speaks(solver: domain.Solver, settings: Settings) -> str:
+    """The language of a solver's e-mails: their account's, else the service's."""
+    return solver.language or settings.language
+
+
 def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, now: dt.datetime, *,
           start: int = 0, rule_name: str | None = None, exclude=frozenset(), expect_solver: str | None = None,
           expect_version: int | None = None, new: bool = False, turn_hint: tuple | None = None) -> Routed:
     """Decide for one ticket (from `start` of the chain of `rule_name`, else of the matching rule) and record it."""
+    choice = _decide(session, tracked, now, start=start, rule_name=rule_name, exclude=exclude, turn_hint=turn_hint)
+    return _record(session, outbox, tracked, settings, now, choice, expect_solver=expect_solver,
+                   expect_version=expect_version, new=new)
+
+
+def _decide(session: Session, tracked: TrackedTicket, now: dt.datetime, *, start: int = 0,
+            rule_name: str | None = None, exclude=frozenset(), turn_hint: tuple | None = None) -> tuple:
+    """(facts, rule, decision, roster) of deciding for one ticket now; writes nothing but a round-robin turn."""
     facts = facts_of(tracked)
     rules = cached_rules(session)
     rule = next((r for r in rules if r.name == rule_name and r.active), None) if rule_name else None
@@ -339,7 +365,13 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
             solvers = _with_guarantor_linked(session, solvers, c.guarantor_employee_id)
     decision = domain.decide(facts, rule, solvers, now, contract=contract, turn=turn, start=start, exclude=exclude,
                              loads=counts, qualified=qualified)
+    return facts, rule, decision, solvers
 
+
+def _record(session: Session, outbox, tracked: TrackedTicket, settings: Settings, now: dt.datetime, choice: tuple,
+            *, expect_solver: str | None, expect_version: int | None, new: bool) -> Routed:
+    """Write a decision: its row, the offer (a decision that offers nothing closes an open one), e-mails, events."""
+    facts, rule, decision, solvers = choice
     final = {domain.ASSIGN: ASSIGNED, domain.OFFER: OFFERED, domain.QUEUE: QUEUED, domain.NONE: UNASSIGNED}[
         decision.action]
     target = decision.solver
@@ -359,17 +391,17 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
 
     ticket_label = f"{tracked.number} {tracked.subject}"
     if target is not None:
-        _notify(session, target.email, *notices.assigned(settings.language, ticket_label, decision.note), now)
+        _notify(session, target.email, *notices.assigned(_speaks(target, settings), ticket_label, decision.note), now)
         # last before commit: the UPDATE flushes the rows above first, so the counter's row lock (which
         # concurrent decisions for the same solver queue on) is held for the commit only
         _move_expected_solver(session, tracked, target.id, now)
         _count_in_flight(session, target.id)
     elif expect_solver is not None:
         _move_expected_solver(session, tracked, None)
+    offer = None if new else session.get(OfferRow, tracked.ticket_id)
     if decision.action == domain.OFFER:
         seconds = rule.offer_seconds or settings.offer_seconds
         expires = now + dt.timedelta(seconds=seconds)
-        offer = session.get(OfferRow, tracked.ticket_id)
         if offer is None:
             offer = OfferRow(ticket_id=tracked.ticket_id, created_at=now)
             session.add(offer)
@@ -381,10 +413,12 @@ def route(session: Session, outbox, tracked: TrackedTicket, settings: Settings, 
             "priority": tracked.priority, "category_id": (facts.category_path or (None,))[-1],
             "offered_to": [s.person for s in decision.offered], "rule": rule.name, "expires_at": expires})
         for s in decision.offered:
-            _notify(session, s.email, *notices.offered(settings.language, ticket_label, rule.name, expires), now)
+            _notify(session, s.email, *notices.offered(_speaks(s, settings), ticket_label, rule.name, expires), now)
+    elif offer is not None and offer.state == "open":
+        offer.state = "closed"  # the ticket was routed elsewhere while its offer stood
     if decision.action == domain.QUEUE and settings.notify_dispatchers:
         for s in domain.dispatchers(solvers):
-            _notify(session, s.email, *notices.queued(settings.language, ticket_label, decision.note), now)
+            _notify(session, s.email, *notices.queued(_speaks(s, settings), ticket_label, decision.note), now)
     return Routed(tracked.ticket_id, decision, _owed_of(row) if rpc_owed else None)
 
 
@@ -418,9 +452,13 @@ def ticket_created(session: Session, outbox, snap: dict, settings: Settings, now
                  turn_hint=turn_hint)
 
 
-def ticket_changed(session: Session, snap: dict) -> None:
-    """Any later ticket event: keep counters exact; a ticket that got a solver or ended closes its offer."""
-    track(session, snap)
+def ticket_changed(session: Session, outbox, snap: dict, settings: Settings, now: dt.datetime) -> Routed | None:
+    """Any later ticket event: keep counters exact; a ticket that got a solver or ended closes its offer; one
+    still waiting for a solver whose category, priority, organisation or contract changed is routed again.
+
+    Whichever event first brings the new facts re-routes (events travel on separate queues); a
+    redelivered or later event finds the facts already applied and routes nothing."""
+    tracked, moved = _track(session, snap)
     solver = snap.get("solver")
     if solver or not domain.is_open(snap["state"]):
         offer = session.get(OfferRow, snap["id"], with_for_update=True)
@@ -428,11 +466,45 @@ def ticket_changed(session: Session, snap: dict) -> None:
             offer.state = "claimed" if solver else "closed"
             offer.claimed_by = solver and solver["id"]
         decision = session.get(DecisionRow, snap["id"], with_for_update=True)
-        if decision is not None and decision.status in (OFFERED, QUEUED, UNASSIGNED):
+        if decision is not None and decision.status in WAITING:
             decision.status = ASSIGNED if solver else SUPERSEDED
             if solver:
                 decision.solver_id, decision.solver_name, decision.solver_email = (
                     solver["id"], solver["name"], solver.get("email"))
+        return None  # a ticket with a solver is moved by a dispatcher, never by a change of its facts
+    if not (moved and settings.reroute_on_update):
+        return None
+    return _route_waiting(session, outbox, tracked, settings, now, snap["version"])
+
+
+def _route_waiting(session: Session, outbox, tracked: TrackedTicket, settings: Settings, now: dt.datetime,
+                   version: int) -> Routed | None:
+    """Route an open ticket without a solver again by the rules, from the start of the chain; None when it
+    is not waiting on a decision of ours, a claim of its offer is under way, or the rules would leave it
+    waiting just as it does (it keeps its place in the queue, its offer and its expiry, and nobody is
+    e-mailed again)."""
+    row = session.get(DecisionRow, tracked.ticket_id, with_for_update=True)
+    if row is None or row.status not in WAITING:
+        return None
+    offer = session.get(OfferRow, tracked.ticket_id, with_for_update=True)
+    if offer is not None and offer.state == "claimed":
+        return None  # the claim's tickets RPC is on its way: the claimant gets it
+    choice = _decide(session, tracked, now)
+    if _waits_as_before(row, offer, choice[2]):
+        return None
+    return _record(session, outbox, tracked, settings, now, choice, expect_solver=None, expect_version=version,
+                   new=False)
+
+
+def _waits_as_before(row: DecisionRow, offer: OfferRow | None, decision: domain.Decision) -> bool:
+    """The new decision keeps a waiting ticket where it waits: the same rule, and queued, unassigned, or
+    offered to the same solvers."""
+    if decision.rule != row.rule:
+        return False
+    if decision.action == domain.OFFER:
+        return (row.status == OFFERED and offer is not None and offer.state == "open"
+                and set(json.loads(offer.offered_to)) == {s.id for s in decision.offered})
+    return row.status == {domain.QUEUE: QUEUED, domain.NONE: UNASSIGNED}.get(decision.action)
 
 
 # ---------------------------------------------------------------- carrying a decision out
@@ -616,7 +688,7 @@ def account_changed(session: Session, payload: dict, now: dt.datetime) -> bool:
         row = SolverRow(id=payload["account_id"], skills="[]", updated_at=now, active=True, roles="[]")
         session.add(row)
     was_working = row.active and SOLVER in json.loads(row.roles)
-    row.name, row.email = payload["name"], payload["email"]
+    row.name, row.email, row.language = payload["name"], payload["email"], payload.get("language")
     row.roles = _json(STAFF_ROLES & set(payload["roles"]))
     row.active = bool(payload["active"]) and staff
     row.updated_at = now

@@ -59,6 +59,7 @@ class SolverRow(Base):
     absent_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     absent_to: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     rerouted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)  # of the account; None: not told yet
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 

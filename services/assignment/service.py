@@ -47,7 +47,8 @@ class SettingsProvider(DependencyProvider):
         cfg = from_container(self.container)
         self.settings = handlers.Settings(cfg.assignment_offer_seconds, cfg.assignment_reroute,
                                           cfg.assignment_notify_dispatchers, cfg.assignment_mail_attempts,
-                                          cfg.assignment_mail_retry_seconds, cfg.language)
+                                          cfg.assignment_mail_retry_seconds, cfg.language,
+                                          cfg.assignment_reroute_on_update)
 
     def get_dependency(self, worker_ctx):
         return self.settings
@@ -91,20 +92,35 @@ class AssignmentService:
         return handlers.ticket_created(session, self.outbox, event.payload["ticket"], self.settings, utcnow(),
                                        turn_hint=self._turn)
 
+    # Any later ticket event may be the first to bring a waiting ticket's new category, priority, organisation
+    # or contract (events travel on separate queues), so each may route it again; one guard per event type.
+
     @event_handler("tickets", "ticket_assigned")
-    @idempotent
-    def on_ticket_assigned(self, session, event):
-        handlers.ticket_changed(session, event.payload["ticket"])
+    def on_ticket_assigned(self, body):
+        self._after(self._ticket_assigned(body))
 
     @event_handler("tickets", "ticket_state_changed")
-    @idempotent
-    def on_ticket_state_changed(self, session, event):
-        handlers.ticket_changed(session, event.payload["ticket"])
+    def on_ticket_state_changed(self, body):
+        self._after(self._ticket_state_changed(body))
 
     @event_handler("tickets", "ticket_updated")
+    def on_ticket_updated(self, body):
+        self._after(self._ticket_updated(body))
+
     @idempotent
-    def on_ticket_updated(self, session, event):
-        handlers.ticket_changed(session, event.payload["ticket"])
+    def _ticket_assigned(self, session, event):
+        return self._ticket_changed(session, event)
+
+    @idempotent
+    def _ticket_state_changed(self, session, event):
+        return self._ticket_changed(session, event)
+
+    @idempotent
+    def _ticket_updated(self, session, event):
+        return self._ticket_changed(session, event)
+
+    def _ticket_changed(self, session, event):
+        return handlers.ticket_changed(session, self.outbox, event.payload["ticket"], self.settings, utcnow())
 
     # ------------------------------------------------------------ staff and HELIOS master data
 

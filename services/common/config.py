@@ -71,6 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
             "how long a broadcast offer stands before the rule's chain goes on (a rule may set its own)"),
     Setting("HELPDESK_ASSIGNMENT_REROUTE", "true",
             "re-route a solver's open tickets when they are deactivated or their absence begins"),
+    Setting("HELPDESK_ASSIGNMENT_REROUTE_ON_UPDATE", "true",
+            "route a ticket waiting in the dispatchers' queue, offered or left unassigned again when its category, "
+            "priority, organisation or contract changes"),
     Setting("HELPDESK_ASSIGNMENT_NOTIFY_DISPATCHERS", "true", "e-mail the dispatchers when a ticket enters their queue"),
     Setting("HELPDESK_ASSIGNMENT_MAIL_ATTEMPTS", "5", "tries of a notification e-mail before it is counted as failed"),
     Setting("HELPDESK_ASSIGNMENT_MAIL_RETRY_SECONDS", "30",
@@ -143,6 +146,7 @@ class Config:
     portal_login_attempts: int = 5
     assignment_offer_seconds: int = 1800
     assignment_reroute: bool = True
+    assignment_reroute_on_update: bool = True
     assignment_notify_dispatchers: bool = True
     assignment_mail_attempts: int = 5
     assignment_mail_retry_seconds: float = 30.0
@@ -227,6 +231,7 @@ def load(env: dict | None = None) -> Config:
         portal_login_attempts=int(_get("HELPDESK_PORTAL_LOGIN_ATTEMPTS", env)),
         assignment_offer_seconds=int(_get("HELPDESK_ASSIGNMENT_OFFER_SECONDS", env)),
         assignment_reroute=_bool(_get("HELPDESK_ASSIGNMENT_REROUTE", env)),
+        assignment_reroute_on_update=_bool(_get("HELPDESK_ASSIGNMENT_REROUTE_ON_UPDATE", env)),
         assignment_notify_dispatchers=_bool(_get("HELPDESK_ASSIGNMENT_NOTIFY_DISPATCHERS", env)),
         assignment_mail_attempts=int(_get("HELPDESK_ASSIGNMENT_MAIL_ATTEMPTS", env)),
         assignment_mail_retry_seconds=float(_get("HELPDESK_ASSIGNMENT_MAIL_RETRY_SECONDS", env)),

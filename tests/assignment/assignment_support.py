@@ -18,10 +18,11 @@ def wait_until(check, timeout: float = 15.0, what: str = "condition"):
         time.sleep(0.05)
 
 
-def account(ident: str, name: str | None = None, roles=("solver",), active: bool = True, email: str | None = None):
+def account(ident: str, name: str | None = None, roles=("solver",), active: bool = True, email: str | None = None,
+            language: str = "cs"):
     """A portal.account_changed payload for a staff account."""
     return {"account_id": ident, "email": email or f"{ident}@example.cz", "name": name or ident.replace("-", " ").title(),
-            "roles": list(roles), "active": active, "language": "cs",
+            "roles": list(roles), "active": active, "language": language,
             "actor": {"id": "admin-1", "name": "Admin", "roles": ["admin"]}}
 
 

@@ -268,3 +268,116 @@ def test_a_failing_mail_server_does_not_block_the_assignment_and_is_retried_and_
     rows = wait_until(lambda: [r for r in tried() if r.attempts >= 2], what="a retried mail")
     assert rows[0].sent_at is None and "refused" in rows[0].last_error.lower()  # kept for the next try
     assert metrics.MAILS.labels("retry")._value.get() >= retries_before + 2
+
+
+# ---------------------------------------------------------------- a waiting ticket whose facts change
+
+def _queued(rpc, ticket_id, **expect):
+    """The ticket's entry in the dispatchers' queue, once it is there with the `expect`ed values."""
+    def entry():
+        found = [q for q in rpc.assignment.queue(actor=DISPATCHER) if q["ticket_id"] == ticket_id]
+        return found and all(found[0][k] == v for k, v in expect.items()) and found[0]
+    return wait_until(entry, what=f"ticket {ticket_id} in the dispatchers' queue with {expect}")
+
+
+def _change(rpc, ticket_id, **changes):
+    version = rpc.tickets.get_ticket(actor=ADMIN, ticket_id=ticket_id)["version"]
+    return rpc.tickets.update_ticket(actor=DISPATCHER, ticket_id=ticket_id, version=version, changes=changes)
+
+
+def test_a_queued_ticket_whose_category_changes_is_routed_by_the_new_categorys_rule(assignment, rpc, publish):
+    _staff(publish, rpc, account("dispatcher-1", roles=("dispatcher",)), account("solver-1"))
+    printers, contracts = _category(rpc, "Tiskárny"), _category(rpc, "Smlouvy")
+    rpc.assignment.create_rule(actor=ADMIN, data={"name": "Smlouvy", "category_id": contracts,
+                                                  "chain": ["round_robin", "dispatcher"]})
+    ticket = new_ticket(rpc, category_id=printers)  # no rule of its own: the default, the dispatchers' queue
+    _queued(rpc, ticket["id"])
+
+    _change(rpc, ticket["id"], category_id=contracts)
+
+    assert _assigned(rpc, ticket["id"]) == "solver-1"
+    assert any("by rule 'Smlouvy'" in n for n in _notes(rpc, ticket["id"]))
+    assert rpc.assignment.queue(actor=DISPATCHER) == []
+
+
+def test_a_ticket_with_a_solver_stays_with_them_when_its_category_changes(assignment, rpc, publish, event_log):
+    _staff(publish, rpc, account("solver-1"), account("solver-2"))
+    printers, contracts = _category(rpc, "Tiskárny"), _category(rpc, "Smlouvy")
+    for name, category, solver in (("Tiskárny", printers, "solver-1"), ("Smlouvy", contracts, "solver-2")):
+        rpc.assignment.create_rule(actor=ADMIN, data={"name": name, "category_id": category,
+                                                      "chain": ["round_robin"], "pool": [solver]})
+    ticket = new_ticket(rpc, category_id=printers)
+    assert _assigned(rpc, ticket["id"]) == "solver-1"
+    assigned = event_log("tickets")
+
+    _change(rpc, ticket["id"], category_id=contracts, priority="high")
+    eventlet.sleep(1.5)  # let a wrong re-routing surface
+
+    assert _solver(rpc, ticket["id"]) == "solver-1"
+    assert assigned.wait_for(1, timeout=0.5, type_="ticket_assigned") == []
+
+
+def test_with_reroute_on_update_off_a_queued_ticket_stays_queued_when_its_category_changes(
+        run_services, tickets, rpc, publish, config_env):
+    from helpdesk.assignment.service import AssignmentService
+    from helpdesk.common import config as config_module
+
+    run_services(AssignmentService, cfg=config_module.load({**config_env,
+                                                            "HELPDESK_ASSIGNMENT_REROUTE_ON_UPDATE": "false"}))
+    _staff(publish, rpc, account("dispatcher-1", roles=("dispatcher",)), account("solver-1"))
+    printers, contracts = _category(rpc, "Tiskárny"), _category(rpc, "Smlouvy")
+    rpc.assignment.create_rule(actor=ADMIN, data={"name": "Smlouvy", "category_id": contracts,
+                                                  "chain": ["round_robin", "dispatcher"]})
+    ticket = new_ticket(rpc, category_id=printers)
+    _queued(rpc, ticket["id"])
+
+    _change(rpc, ticket["id"], category_id=contracts, priority="high")
+
+    entry = _queued(rpc, ticket["id"], priority="high")  # the change was applied ...
+    assert entry["rule"] == "Default" and _solver(rpc, ticket["id"]) is None  # ... and nothing routed
+
+
+def test_an_offered_ticket_whose_category_changes_has_its_offer_closed(assignment, rpc, publish, event_log):
+    offers = event_log("assignment")
+    _staff(publish, rpc, account("dispatcher-1", roles=("dispatcher",)), *(account(s["id"]) for s in SOLVERS[:2]))
+    printers, contracts = _category(rpc, "Tiskárny"), _category(rpc, "Smlouvy")
+    rpc.assignment.create_rule(actor=ADMIN, data={"name": "Tiskárny", "category_id": printers,
+                                                  "chain": ["broadcast", "dispatcher"]})
+    ticket = new_ticket(rpc, category_id=printers)
+    offers.wait_for(1, type_="ticket_offered")
+    assert [o["ticket_id"] for o in rpc.assignment.my_offers(actor=SOLVERS[0])] == [ticket["id"]]
+
+    _change(rpc, ticket["id"], category_id=contracts)  # the default rule: the dispatchers' queue
+
+    assert _queued(rpc, ticket["id"])["rule"] == "Default"
+    assert rpc.assignment.my_offers(actor=SOLVERS[0]) == rpc.assignment.my_offers(actor=SOLVERS[1]) == []
+    with pytest.raises(Conflict):
+        rpc.assignment.claim(actor=SOLVERS[0], ticket_id=ticket["id"])
+    assert _solver(rpc, ticket["id"]) is None
+
+
+# ---------------------------------------------------------------- e-mails in the solver's language
+
+def _mails(config_env) -> dict:
+    """Recipient -> subject of every e-mail written to the mail folder (no SMTP server is set)."""
+    from email import message_from_bytes, policy
+    from pathlib import Path
+
+    folder = Path(config_env["HELPDESK_DATA_DIR"]) / "mail"
+    found = {}
+    for path in sorted(folder.glob("*.eml")) if folder.is_dir() else ():
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        found[message["To"]] = str(message["Subject"])
+    return found
+
+
+def test_each_solver_gets_the_offer_in_their_own_language(assignment, rpc, publish, config_env):
+    _staff(publish, rpc, account("solver-1", language="en"), account("solver-2", language="cs"))
+    rpc.assignment.update_rule(actor=ADMIN, rule_id=1, data={"name": "Default", "chain": ["broadcast", "dispatcher"]})
+    ticket = new_ticket(rpc)
+
+    mails = wait_until(lambda: (m := _mails(config_env)) and {"solver-1@example.cz", "solver-2@example.cz"} <= set(m)
+                       and m, what="both offer e-mails")
+    assert mails["solver-1@example.cz"].startswith(f"Ticket {ticket['number']} ")
+    assert mails["solver-1@example.cz"].endswith(" is offered")
+    assert mails["solver-2@example.cz"].startswith(f"Nabídka požadavku {ticket['number']} ")

@@ -1,0 +1,149 @@
+"""Routing a waiting ticket again when its facts change, and e-mails in each solver's language: the use cases
+against a real database (SQLite and PostgreSQL), with ticket snapshots as the ticket events carry them."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from helpdesk.assignment import handlers
+from helpdesk.assignment.models import Base, DecisionRow, Notification, OfferRow
+from helpdesk.common import db
+from helpdesk.common.outbox import OutboxWriter
+
+from .assignment_support import account
+
+NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc)
+PRINTERS, NETWORK = 1, 2
+CATEGORIES = {PRINTERS: None, NETWORK: None}
+OUTBOX = OutboxWriter(Base.metadata.tables["outbox"], "assignment")
+SETTINGS = handlers.Settings(language="en")
+
+
+@pytest.fixture
+def sessions(assignment_database_url):
+    return db.session_factory(assignment_database_url)
+
+
+def _snap(version: int, category: int = PRINTERS, **kw) -> dict:
+    """The ticket in a ticket event: no solver, received, in `category`."""
+    return {"id": 7, "number": "HD-2026-000007", "subject": "Tiskárna netiskne", "version": version,
+            "state": "received", "solver": None, "category_path": [category], "organisation_id": "org-1",
+            "contract": None, "channel": "portal", "priority": "normal", **kw}
+
+
+def _given(sessions, *accounts, rules=()):
+    with db.transaction(sessions) as session:
+        for a in accounts:
+            handlers.account_changed(session, a, NOW)
+        for rule in rules:
+            handlers.save_rule(session, rule.pop("id", None), rule, CATEGORIES, NOW)
+
+
+def _created(sessions, snap):
+    with db.transaction(sessions) as session:
+        return handlers.ticket_created(session, OUTBOX, snap, SETTINGS, NOW)
+
+
+def _changed(sessions, snap, at=NOW + dt.timedelta(minutes=5), settings=SETTINGS):
+    with db.transaction(sessions) as session:
+        return handlers.ticket_changed(session, OUTBOX, snap, settings, at)
+
+
+def _read(sessions, fn):
+    with db.transaction(sessions) as session:
+        return fn(session)
+
+
+def _offered_to(sessions) -> list:
+    return _read(sessions, lambda s: json.loads(s.get(OfferRow, 7).offered_to))
+
+
+def _offers_published(sessions) -> int:
+    table = Base.metadata.tables["outbox"]
+    return _read(sessions, lambda s: s.scalar(select(func.count()).select_from(table)
+                                              .where(table.c.event_type == "ticket_offered")))
+
+
+def test_an_offer_is_replaced_when_the_new_categorys_rule_offers_the_ticket_to_others(sessions):
+    _given(sessions, account("a"), account("b"), account("c"), rules=[
+        {"name": "Tiskárny", "category_id": PRINTERS, "chain": ["broadcast"], "pool": ["a", "b"]},
+        {"name": "Síť", "category_id": NETWORK, "chain": ["broadcast"], "pool": ["c"]}])
+    _created(sessions, _snap(1))
+    assert sorted(_offered_to(sessions)) == ["a", "b"]
+
+    routed = _changed(sessions, _snap(2, NETWORK))
+
+    assert routed.decision.rule == "Síť" and _offered_to(sessions) == ["c"]
+    assert [o["ticket_id"] for o in _read(sessions, lambda s: handlers.open_offers(s, "c"))] == [7]
+    assert _read(sessions, lambda s: handlers.open_offers(s, "a")) == []
+    assert _offers_published(sessions) == 2
+
+
+def test_a_later_event_or_a_redelivery_with_the_same_facts_routes_nothing(sessions):
+    _given(sessions, account("a"), rules=[
+        {"name": "Síť", "category_id": NETWORK, "chain": ["broadcast"], "pool": ["a"]}])
+    _created(sessions, _snap(1))
+    assert _changed(sessions, _snap(2, NETWORK)) is not None
+    _given(sessions, account("b"), rules=[  # a re-routing now would offer the ticket to b as well
+        {"id": 2, "name": "Síť", "category_id": NETWORK, "chain": ["broadcast"], "pool": ["a", "b"]}])
+
+    assert _changed(sessions, _snap(2, NETWORK)) is None  # the same snapshot again (a new event id)
+    assert _changed(sessions, _snap(3, NETWORK, subject="Tiskárna stále netiskne")) is None  # other fields only
+    assert _offered_to(sessions) == ["a"] and _offers_published(sessions) == 1
+
+
+def test_a_change_that_keeps_the_rule_leaves_a_queued_ticket_in_its_place_without_new_e_mails(sessions):
+    _given(sessions, account("dispatcher-1", roles=("dispatcher",), language="cs"))
+    _created(sessions, _snap(1))
+    mails = _read(sessions, lambda s: s.scalars(select(Notification.subject)).all())
+    assert [m.split(" HD-")[0] for m in mails] == ["Požadavek"]  # the dispatcher was told, in Czech
+
+    assert _changed(sessions, _snap(2, NETWORK, priority="urgent")) is None  # the default rule both times
+
+    queue = _read(sessions, handlers.queue)
+    assert [(q["ticket_id"], q["priority"], q["since"]) for q in queue] == [(7, "urgent", NOW)]
+    assert _read(sessions, lambda s: s.scalars(select(Notification.subject)).all()) == mails
+
+
+def test_a_ticket_left_unassigned_is_routed_when_a_new_organisation_gets_it_a_rule(sessions):
+    _given(sessions, account("a"), rules=[
+        {"id": 1, "name": "Default", "chain": ["round_robin"], "pool": ["a"]},
+        {"name": "ACME", "organisation_id": "acme", "chain": ["least_loaded"]}])
+    with db.transaction(sessions) as session:  # a is away: the default rule's chain runs out
+        handlers.update_solver(session, "a", {"absent_from": NOW - dt.timedelta(hours=1),
+                                              "absent_to": NOW + dt.timedelta(minutes=1)}, CATEGORIES, NOW)
+    assert _created(sessions, _snap(1)).decision.outcome == "unassigned"
+
+    routed = _changed(sessions, _snap(2, organisation_id="acme"), at=NOW + dt.timedelta(minutes=5))
+
+    assert routed.decision.rule == "ACME" and routed.owed.solver["id"] == "a"
+    assert routed.owed.expect_version == 2 and routed.owed.expect_solver_id is None
+
+
+def test_the_setting_off_only_tracks_the_change(sessions):
+    _given(sessions, account("a"), rules=[
+        {"name": "Síť", "category_id": NETWORK, "chain": ["round_robin"]}])
+    _created(sessions, _snap(1))
+
+    assert _changed(sessions, _snap(2, NETWORK), settings=handlers.Settings(reroute_on_update=False)) is None
+    assert _read(sessions, lambda s: s.get(DecisionRow, 7).status) == "queued"
+
+
+def test_notices_are_in_the_solvers_language_else_in_the_services(sessions):
+    no_language = {k: v for k, v in account("c").items() if k != "language"}  # a row from before the portal said
+    _given(sessions, account("a", language="cs"), account("b", language="en"), no_language,
+           rules=[{"id": 1, "name": "Default", "chain": ["broadcast"]},
+                  {"name": "Síť", "category_id": NETWORK, "chain": ["round_robin"], "pool": ["a"]}])
+    _created(sessions, _snap(1))
+    _changed(sessions, _snap(2, NETWORK))
+
+    subjects = _read(sessions, lambda s: sorted((n.to_addr, n.subject.split(" HD-")[0]) for n in s.scalars(
+        select(Notification))))
+    assert subjects == [("a@example.cz", "Nabídka požadavku"), ("a@example.cz", "Přiřazen požadavek"),
+                        ("b@example.cz", "Ticket"), ("c@example.cz", "Ticket")]
+    english = _read(sessions, lambda s: s.scalars(select(Notification.subject)
+                                                  .where(Notification.to_addr == "b@example.cz")).one())
+    assert english.endswith(" is offered")
