@@ -158,12 +158,9 @@ def create_ticket(data):
     uploads = data.pop("attachments")
     _check_uploads(uploads)
     data["channel"] = "api"
-    ticket = rpc("create_ticket", actor=actor(), data={k: v for k, v in data.items() if v is not None})
-    if not uploads:  # a new ticket has no conversation yet: its detail is what creation returned
-        return {**ticket, "comments": [], "attachments": []}
-    for upload in uploads:
-        rpc("add_attachment", actor=actor(), ticket_id=ticket["id"], attachment=upload)
-    return rpc("get_ticket", actor=actor(), ticket_id=ticket["id"])
+    # one RPC, one transaction: the ticket with every attachment, or nothing; it answers with the ticket's detail
+    return rpc("create_ticket", actor=actor(),
+               data={**{k: v for k, v in data.items() if v is not None}, "attachments": uploads})
 
 
 @endpoint("/tickets/{ticket_id}", "get", "One ticket with its conversation and attachments (internal ones for staff)",
@@ -186,11 +183,8 @@ def update_ticket(ticket_id, data):
 def add_comment(ticket_id, data):
     uploads = data.pop("attachments")
     _check_uploads(uploads)
-    comment = rpc("add_comment", actor=actor(), ticket_id=ticket_id, body=data["body"], public=data["public"])
-    for upload in uploads:
-        rpc("add_attachment", actor=actor(), ticket_id=ticket_id,
-            attachment={**upload, "comment_id": comment["id"], "public": data["public"]})
-    return comment
+    return rpc("add_comment", actor=actor(), ticket_id=ticket_id, body=data["body"], public=data["public"],
+               attachments=uploads)  # the comment with every attachment, or nothing
 
 
 @endpoint("/tickets/{ticket_id}/transitions", "post", "Move the ticket to another state (only the allowed moves)",

@@ -178,6 +178,7 @@ CS = {
     "revoked": "zneplatněn",
     "top level": "nejvyšší úroveň",
     "{name}: files of type {type} are not accepted": "{name}: soubory typu {type} nejsou povoleny",
+    "{name}: the file is empty": "{name}: soubor je prázdný",
     "New reply to your request {number}": "Nová odpověď k vašemu požadavku {number}",
     "{author} replied to your request {number} ({subject}):\n\n{body}\n\nAnswer or follow the request here: {link}":
         "{author} odpověděl(a) na váš požadavek {number} ({subject}):\n\n{body}\n\n"

@@ -80,6 +80,9 @@ def read_uploads(files) -> list[dict]:
         if ctype not in cfg.attachment_types:
             errors.append(_("{name}: files of type {type} are not accepted", name=f.filename, type=ctype))
             continue
+        if not data:
+            errors.append(_("{name}: the file is empty", name=f.filename))
+            continue
         out.append({"filename": f.filename, "content_type": ctype, "content_b64": base64.b64encode(data).decode()})
     if errors:
         raise ValidationFailed.from_fields({"attachments": errors})
@@ -209,12 +212,10 @@ def new_request():
             uploads = read_uploads(request.files.getlist("attachments"))
             if errors:
                 raise ValidationFailed.from_fields(errors)
-            ticket = rpc("create_ticket", actor=actor(), data=data)
+            ticket = rpc("create_ticket", actor=actor(), data={**data, "attachments": uploads})
         except ValidationFailed as exc:
             errors = {**errors, **exc.details}
         else:
-            for upload in uploads:
-                rpc("add_attachment", actor=actor(), ticket_id=ticket["id"], attachment=upload)
             flash(_("Request {number} was created.", number=ticket["number"]))
             return redirect(url_for("tickets.detail", ticket_id=ticket["id"]))
     return render_template("new_request.html", form=form, errors=errors, categories=category_options(tree),
@@ -267,11 +268,8 @@ def reply(ticket_id):
     def call():
         uploads = read_uploads(request.files.getlist("attachments"))
         public = not (is_staff() and request.form.get("internal"))
-        comment = rpc("add_comment", actor=actor(), ticket_id=ticket_id, body=request.form.get("body", "").strip(),
-                      public=public)
-        for upload in uploads:
-            rpc("add_attachment", actor=actor(), ticket_id=ticket_id,
-                attachment={**upload, "comment_id": comment["id"], "public": public})
+        rpc("add_comment", actor=actor(), ticket_id=ticket_id, body=request.form.get("body", "").strip(),
+            public=public, attachments=uploads)
     return _act(ticket_id, call, _("Your message was added."))
 
 

@@ -229,8 +229,11 @@ def _year_sequence(engine, counter_name: str, year: int):
 
 # ---------------------------------------------------------------- tickets
 
-def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, prefix: str, year: int) -> dict:
+def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, prefix: str, year: int,
+                  store: AttachmentStore | None = None) -> dict:
+    """A new ticket with its attachments, all in one transaction; the answer is the ticket as `get_ticket` reads it."""
     _check_category(session, data["category_id"])  # before the number, so a bad request costs none
+    checked = _checked_uploads(actor, store, data["attachments"]) if data.get("attachments") else []
     requester = data["requester"]
     if requester is None or not actor.is_staff:
         # requesters raise their own requests; only staff raise them for someone else
@@ -255,9 +258,10 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, pre
                                       "new": row["number"], "note": None})
     envelope = outbox.add(session, "ticket_created", row["id"],
                           {"ticket": snapshot_of_row(session, row), "actor": actor.to_dict()})
+    attachments = _attach(session, store, actor, row["id"], None, checked, now) if checked else []
     # the answer is the event's snapshot, dumped once (TicketOut is the snapshot and two fields more)
     return {**envelope["payload"]["ticket"], "allowed_moves": domain.allowed_moves(domain.RECEIVED, actor.roles),
-            "rating": None}
+            "rating": None, "comments": [], "attachments": attachments}
 
 
 _INSERT_TICKET = Ticket.__table__.insert().returning(Ticket.__table__.c.id)
@@ -401,10 +405,13 @@ def _attachment_out(a: Attachment) -> dict:
             "uploaded_by": a.uploaded_by, "created_at": a.created_at.isoformat()}
 
 
-def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, body: str, public: bool) -> dict:
+def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, body: str, public: bool,
+                store: AttachmentStore | None = None, uploads: list[dict] = ()) -> dict:
+    """A reply or note, with its attachments (each as public as the comment) in the same transaction."""
     ticket = _get_ticket(session, ticket_id, actor, lock=True)
     if not actor.is_staff and not public:
         raise ValidationFailed.from_fields({"public": ["requesters write public replies only"]})
+    checked = _checked_uploads(actor, store, [{**u, "public": public} for u in uploads]) if uploads else []
     if ticket.state == domain.CLOSED:
         raise Conflict(f"ticket {ticket.number} is closed; raise a new request instead", {"state": ticket.state})
     now = utcnow()
@@ -418,17 +425,30 @@ def add_comment(session: Session, outbox, actor: domain.Actor, ticket_id: int, b
     session.flush()
     _history(session, ticket, actor, "comment", None, comment.id, note="public reply" if public else INTERNAL_NOTE,
              at=now)
+    attachments = _attach(session, store, actor, ticket.id, comment.id, checked, now) if checked else []
     _emit(session, outbox, "comment_added", ticket, actor, comment=_COMMENT_OUT.load(_comment_out(comment)))
     if public and not actor.is_staff:
         to = domain.state_after_customer_reply(ticket.state)
         if to is not None:
             _move(session, outbox, ticket, actor, to, None, now, "requester replied")
-    return _comment_out(comment)
+    return {**_comment_out(comment), "attachments": attachments} if uploads else _comment_out(comment)
 
 
 def add_attachment(session: Session, outbox, actor: domain.Actor, store: AttachmentStore, ticket_id: int,
                    data: dict) -> dict:
     ticket = _get_ticket(session, ticket_id, actor, lock=True)
+    content = _checked_upload(actor, store, data)
+    if data["comment_id"] is not None:
+        owner = session.execute(select(Comment.ticket_id).where(Comment.id == data["comment_id"])).scalar()
+        if owner != ticket.id:
+            raise ValidationFailed.from_fields({"comment_id": [f"no comment {data['comment_id']} on this ticket"]})
+    now = utcnow()
+    ticket.updated_at = now
+    return _attach(session, store, actor, ticket.id, data["comment_id"], [(data, content)], now)[0]
+
+
+def _checked_upload(actor: domain.Actor, store: AttachmentStore, data: dict) -> bytes:
+    """The upload's content, once it is known to be allowed (before anything is written)."""
     if not actor.is_staff and not data["public"]:
         raise ValidationFailed.from_fields({"public": ["requesters add public attachments only"]})
     try:
@@ -436,21 +456,37 @@ def add_attachment(session: Session, outbox, actor: domain.Actor, store: Attachm
     except (binascii.Error, ValueError):
         raise ValidationFailed.from_fields({"content_b64": ["not valid base64"]})
     store.check(data["content_type"], len(content))
-    if data["comment_id"] is not None:
-        owner = session.execute(select(Comment.ticket_id).where(Comment.id == data["comment_id"])).scalar()
-        if owner != ticket.id:
-            raise ValidationFailed.from_fields({"comment_id": [f"no comment {data['comment_id']} on this ticket"]})
-    digest = store.put(content)  # content-addressed: storing twice is harmless if the transaction fails
-    now = utcnow()
-    attachment = Attachment(ticket_id=ticket.id, comment_id=data["comment_id"], filename=data["filename"],
-                            content_type=data["content_type"], size=len(content), sha256=digest,
-                            public=data["public"], uploaded_by=actor.id, created_at=now)
-    session.add(attachment)
-    ticket.updated_at = now
+    return content
+
+
+def _checked_uploads(actor: domain.Actor, store: AttachmentStore, uploads: list[dict]) -> list[tuple[dict, bytes]]:
+    """Every upload checked before anything is written; errors named `attachments.<n>.<field>`."""
+    checked, errors = [], {}
+    for i, data in enumerate(uploads):
+        try:
+            checked.append((data, _checked_upload(actor, store, data)))
+        except ValidationFailed as exc:
+            errors[str(i)] = exc.details
+    if errors:
+        raise ValidationFailed.from_fields({"attachments": errors})
+    return checked
+
+
+def _attach(session: Session, store: AttachmentStore, actor: domain.Actor, ticket_id: int, comment_id: int | None,
+            checked: list[tuple[dict, bytes]], now: dt.datetime) -> list[dict]:
+    """Store checked uploads on a ticket (or one of its comments) with their history rows."""
+    rows = []
+    for data, content in checked:
+        digest = store.put(content)  # content-addressed: storing twice is harmless if the transaction fails
+        rows.append(Attachment(ticket_id=ticket_id, comment_id=comment_id, filename=data["filename"],
+                               content_type=data["content_type"], size=len(content), sha256=digest,
+                               public=data["public"], uploaded_by=actor.id, created_at=now))
+        session.add(History(ticket_id=ticket_id, at=now, actor_id=actor.id, actor_name=actor.name,
+                            field="attachment", old=None, new=data["filename"],
+                            note=None if data["public"] else INTERNAL_ATTACHMENT))
+    session.add_all(rows)
     session.flush()
-    _history(session, ticket, actor, "attachment", None, data["filename"],
-             note=None if data["public"] else INTERNAL_ATTACHMENT, at=now)
-    return _attachment_out(attachment)
+    return [_attachment_out(a) for a in rows]
 
 
 def get_attachment(session: Session, actor: domain.Actor, store: AttachmentStore, attachment_id: int) -> dict:

@@ -20,6 +20,9 @@ class TicketCreate(Schema):
     category_id = fields.Integer(allow_none=True, load_default=None)
     priority = fields.String(load_default="normal", validate=validate.OneOf(domain.PRIORITIES))
     channel = fields.String(load_default="portal", validate=validate.OneOf(domain.CHANNELS))
+    attachments = fields.List(fields.Nested(lambda: NewAttachment()), load_default=list,
+                              validate=validate.Length(max=20),
+                              metadata={"description": "stored with the ticket in one transaction, or none is"})
 
 
 class TicketUpdate(Schema):
@@ -38,17 +41,23 @@ class TicketUpdate(Schema):
             raise ValidationError("name at least one field to change", "changes")
 
 
-class CommentIn(Schema):
-    body = fields.String(required=True, validate=validate.Length(min=1, max=100_000))
-    public = fields.Boolean(load_default=True)
+class NewAttachment(Schema):
+    """A file that arrives with a new ticket or comment."""
 
-
-class AttachmentIn(Schema):
     filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
     content_type = fields.String(required=True, validate=validate.Length(min=1, max=120))
     content_b64 = fields.String(required=True, validate=_text)
-    comment_id = fields.Integer(allow_none=True, load_default=None)
+    public = fields.Boolean(load_default=True, metadata={"description": "with a comment: the comment's, always"})
+
+
+class CommentIn(Schema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=100_000))
     public = fields.Boolean(load_default=True)
+    attachments = fields.List(fields.Nested(NewAttachment), load_default=list, validate=validate.Length(max=20))
+
+
+class AttachmentIn(NewAttachment):
+    comment_id = fields.Integer(allow_none=True, load_default=None)
 
 
 class RatingIn(Schema):

@@ -82,7 +82,8 @@ class TicketsService:
         data = load(_IN[schemas.TicketCreate], data, "data")
         cfg = self.settings.config
         year = utcnow().astimezone(ZoneInfo(cfg.timezone)).year  # the year as the people using it count it
-        ticket = self._tx(handlers.create_ticket, self.outbox, who, data, cfg.ticket_number_prefix, year)
+        ticket = self._tx(handlers.create_ticket, self.outbox, who, data, cfg.ticket_number_prefix, year,
+                          self.settings.store)
         metrics.TICKETS_CREATED.labels(ticket["channel"], ticket["priority"]).inc()
         return ticket
 
@@ -145,10 +146,12 @@ class TicketsService:
     # ------------------------------------------------------------ comments, attachments, ratings
 
     @api
-    def add_comment(self, actor, ticket_id, body, public=True):
+    def add_comment(self, actor, ticket_id, body, public=True, attachments=None):
+        """`attachments` (filename, content_type, content_b64) are stored with the comment, or none is."""
         who = actor_from(actor)
-        data = load(_IN[schemas.CommentIn], {"body": body, "public": public})
-        return self._tx(handlers.add_comment, self.outbox, who, _ticket_id(ticket_id), data["body"], data["public"])
+        data = load(_IN[schemas.CommentIn], {"body": body, "public": public, "attachments": attachments or []})
+        return self._tx(handlers.add_comment, self.outbox, who, _ticket_id(ticket_id), data["body"], data["public"],
+                        self.settings.store, data["attachments"])
 
     @api
     def add_attachment(self, actor, ticket_id, attachment):

@@ -84,11 +84,11 @@ def test_the_answer_to_a_creation_is_the_ticket_as_read_back_and_as_its_event_ca
     made = [new_ticket(rpc), new_ticket(rpc, who=DISPATCHER, organisation_id="org-2", contract="Z-2026-014",
                                         requester={"id": "requester-2", "name": "Requester 2"})]
     for t, who in zip(made, (REQUESTER, DISPATCHER)):
-        read = get(rpc, t, who)
-        assert {k: v for k, v in read.items() if k not in ("comments", "attachments")} == t
+        assert get(rpc, t, who) == t
     carried = {e["payload"]["ticket"]["id"]: e["payload"]["ticket"] for e in events_of(log, "ticket_created", 2)}
     for t in made:
-        assert {k: v for k, v in t.items() if k not in ("allowed_moves", "rating")} == carried[t["id"]]
+        assert {k: v for k, v in t.items() if k not in ("allowed_moves", "rating", "comments", "attachments")} == \
+            carried[t["id"]]
 
 
 def test_a_requester_cannot_raise_a_ticket_for_someone_else_or_another_organisation(tickets, rpc):
@@ -736,6 +736,59 @@ def test_a_refused_attachment_names_the_field(tickets, rpc, attachment, field):
         rpc.tickets.add_attachment(actor=REQUESTER, ticket_id=t["id"], attachment=attachment)
     assert list(err.value.details) == [field]
     assert get(rpc, t)["attachments"] == []
+
+
+def test_a_ticket_is_created_with_its_attachments_in_one_call(tickets, rpc):
+    files = [{"filename": "chyba.pdf", "content_type": "application/pdf", "content_b64": b64(b"%PDF-1.4")},
+             {"filename": "log.txt", "content_type": "text/plain", "content_b64": b64("řádek 1".encode())}]
+    t = new_ticket(rpc, attachments=files)
+
+    assert [(a["filename"], a["size"], a["public"]) for a in t["attachments"]] == [
+        ("chyba.pdf", 8, True), ("log.txt", len("řádek 1".encode()), True)]
+    assert get(rpc, t, REQUESTER) == t  # the answer is the ticket as read back, attachments and all
+    assert [(h["field"], h["new"]) for h in history(rpc, t)] == [
+        ("created", t["number"]), ("attachment", "chyba.pdf"), ("attachment", "log.txt")]
+    back = rpc.tickets.get_attachment(actor=REQUESTER, attachment_id=t["attachments"][1]["id"])
+    assert base64.b64decode(back["content_b64"]).decode() == "řádek 1"
+
+
+@pytest.mark.parametrize("bad,field", [
+    ({"filename": "x.exe", "content_type": "application/x-msdownload", "content_b64": b64(b"MZ")}, "content_type"),
+    ({"filename": "bad.txt", "content_type": "text/plain", "content_b64": "###"}, "content_b64"),
+    ({"filename": "empty.txt", "content_type": "text/plain", "content_b64": ""}, "content_b64"),
+    ({"filename": "tajne.txt", "content_type": "text/plain", "content_b64": b64(b"x"), "public": False}, "public"),
+    ({"content_type": "text/plain", "content_b64": b64(b"x")}, "filename"),
+])
+def test_one_refused_attachment_refuses_the_whole_ticket_and_names_it(tickets, rpc, event_log, bad, field):
+    log = event_log()
+    good = {"filename": "ok.txt", "content_type": "text/plain", "content_b64": b64(b"ok")}
+    with pytest.raises(ValidationFailed) as err:
+        new_ticket(rpc, attachments=[good, bad])
+    assert field in err.value.details["attachments"]["1"], err.value.details
+    assert "0" not in err.value.details["attachments"]
+
+    after = new_ticket(rpc)  # nothing was written: no ticket, no event, no number used
+    assert listed(rpc) == [after["number"]] and after["number"].endswith("-000001")
+    assert [e["payload"]["ticket"]["id"] for e in events_of(log, "ticket_created")] == [after["id"]]
+
+
+def test_a_comment_is_added_with_its_attachments_or_not_at_all(tickets, rpc):
+    t = new_ticket(rpc)
+    note = rpc.tickets.add_comment(actor=SOLVER, ticket_id=t["id"], body="Rozbor v příloze", public=False,
+                                   attachments=[{"filename": "rozbor.txt", "content_type": "text/plain",
+                                                 "content_b64": b64(b"interni"), "public": True}])
+    assert [(a["filename"], a["comment_id"], a["public"]) for a in note["attachments"]] == [
+        ("rozbor.txt", note["id"], False)]  # as public as its comment, whatever the file said
+    assert get(rpc, t, REQUESTER)["attachments"] == [] and get(rpc, t, REQUESTER)["comments"] == []
+
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.add_comment(actor=REQUESTER, ticket_id=t["id"], body="Posílám", attachments=[
+            {"filename": "a.txt", "content_type": "text/plain", "content_b64": b64(b"a")},
+            {"filename": "b.exe", "content_type": "application/x-msdownload", "content_b64": b64(b"MZ")}])
+    assert list(err.value.details["attachments"]) == ["1"]
+    read = get(rpc, t, SOLVER)
+    assert [c["body"] for c in read["comments"]] == ["Rozbor v příloze"]
+    assert [a["filename"] for a in read["attachments"]] == ["rozbor.txt"]
 
 
 def test_an_internal_attachment_is_hidden_from_the_requester(tickets, rpc):

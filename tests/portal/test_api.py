@@ -60,6 +60,22 @@ def test_a_ticket_created_without_attachments_answers_what_reading_it_back_gives
     assert created == api.get(f"/api/tickets/{created['id']}", headers=me).json
 
 
+def test_a_ticket_with_attachments_is_one_transaction_and_answers_what_reading_it_back_gives(api, token_for):
+    me = token_for("requester")
+    files = [{"filename": n, "content_type": "text/plain", "content_b64": base64.b64encode(n.encode()).decode()}
+             for n in ("a.txt", "b.txt")]
+    created = _create(api, me, attachments=files)
+    assert [a["filename"] for a in created["attachments"]] == ["a.txt", "b.txt"]
+    assert created == api.get(f"/api/tickets/{created['id']}", headers=me).json
+
+    before = api.get("/api/tickets", headers=me).json["items"]
+    refused = api.post("/api/tickets", json={"subject": "s", "description": "d", "attachments": [
+        files[0], {"filename": "c.txt", "content_type": "text/plain", "content_b64": ""}]}, headers=me)
+    assert refused.status_code == 400 and refused.mimetype == "application/problem+json"
+    assert "attachments" in refused.json["errors"]
+    assert api.get("/api/tickets", headers=me).json["items"] == before  # nothing half written
+
+
 def test_other_organisation_gets_404_and_requester_no_internal_notes(api, token_for):
     ticket = _create(api, token_for("requester"))
     outsider = token_for("outsider")
