@@ -87,6 +87,18 @@ class OutboxWriter:
 
     def add_many(self, session, items) -> list[dict]:
         """`add` for many (event_type, aggregate_id, payload) at once: one INSERT round trip (bulk imports)."""
+        envelopes, rows = self.rows(items)
+        if not rows:
+            return envelopes
+        # one prebuilt statement with bound values: a statement built per call costs its cache key every time
+        session.connection().execute(self._insert, rows[0] if len(rows) == 1 else rows)
+        self.written(session)
+        return envelopes
+
+    def rows(self, items) -> tuple[list[dict], list[dict]]:
+        """The envelopes and outbox rows of (event_type, aggregate_id, payload) items, not yet written.
+
+        For a caller that writes the rows in a statement of its own; it then calls `written`."""
         envelopes, rows, now, ts = [], [], events.utcnow(), time.time()
         for event_type, aggregate_id, payload in items:
             envelope = events.build(self.source, event_type, payload, current_correlation_id())
@@ -94,17 +106,15 @@ class OutboxWriter:
             rows.append({"event_id": envelope["event_id"], "source": self.source, "event_type": event_type,
                          "aggregate_id": str(aggregate_id), "body": json.dumps(envelope, ensure_ascii=False),
                          "created_at": now, "committed_ts": ts})
-        if not rows:
-            return envelopes
-        # one prebuilt statement with bound values: a statement built per call costs its cache key every time
-        session.connection().execute(self._insert, rows[0] if len(rows) == 1 else rows)
-        if self._on_commit is not None:
+        return envelopes, rows
+
+    def written(self, session) -> None:
+        """Rows were written in this session's transaction: wake the relay when it commits."""
+        if self._on_commit is not None and not session.info.get("_outbox_hook"):
             from sqlalchemy import event as sa_event
 
-            if not session.info.get("_outbox_hook"):
-                session.info["_outbox_hook"] = True
-                sa_event.listen(session, "after_commit", lambda _s: self._on_commit(), once=True)
-        return envelopes
+            session.info["_outbox_hook"] = True
+            sa_event.listen(session, "after_commit", lambda _s: self._on_commit(), once=True)
 
 
 class ConfirmingPublisher:

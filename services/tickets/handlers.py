@@ -11,7 +11,7 @@ import binascii
 import datetime as dt
 import json
 
-from sqlalchemy import func, or_, select, text, tuple_
+from sqlalchemy import bindparam, func, or_, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -178,22 +178,16 @@ def _check_category(session: Session, category_id: int | None) -> None:
 
 # ---------------------------------------------------------------- numbers
 
-# sequences known to exist, per database, in this process: the first number of a year creates its sequence
-_SEQUENCES: dict[tuple[str, str], object] = {}  # (database, sequence) -> its prebuilt nextval statement
 
 
 def allocate_number(session: Session, prefix: str, year: int) -> str:
-    """Next number of the year.
+    """Next number of the year, on databases without sequences (PostgreSQL: `_pg_next_ids`).
 
-    PostgreSQL: a sequence per year. `nextval` takes no row lock, so concurrent creations
-    never queue behind each other; a creation that fails after it leaves a gap in the
-    numbers. Other databases: an upsert of the year's `counters` row, whose row lock
-    serialises creators (SQLite has a single writer anyway)."""
+    An upsert of the year's `counters` row, whose row lock serialises creators (SQLite has a
+    single writer anyway)."""
     name = f"ticket-{year}"
     bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        value = session.connection().execute(_year_sequence(bind, name, int(year))).scalar_one()
-    elif bind.dialect.name == "sqlite":
+    if bind.dialect.name == "sqlite":
         stmt = sqlite.insert(Counter).values(name=name, value=1)
         stmt = stmt.on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
         value = session.execute(stmt.returning(Counter.value)).scalar_one()
@@ -208,23 +202,37 @@ def allocate_number(session: Session, prefix: str, year: int) -> str:
     return domain.format_number(prefix, year, value)
 
 
-def _year_sequence(engine, counter_name: str, year: int):
-    """`SELECT nextval(...)` of the year's sequence, created (once, in its own committed transaction) if no process has yet.
+_NEXT_IDS: dict[tuple[str, int], object] = {}  # (database, year) -> its prebuilt SELECT of both next values
+
+
+def _pg_next_ids(session: Session, year: int) -> tuple[int, int]:
+    """PostgreSQL: the new ticket's id and the next value of the year's number sequence, in one round trip.
+
+    A sequence per year: `nextval` takes no row lock, so concurrent creations never queue
+    behind each other; a creation that fails after it leaves a gap in the numbers."""
+    engine = session.get_bind()
+    key = (str(engine.url), int(year))
+    if key not in _NEXT_IDS:
+        sequence = _year_sequence(engine, f"ticket-{year}", int(year))
+        _NEXT_IDS[key] = text(f"SELECT nextval(pg_get_serial_sequence('tickets', 'id')), nextval('{sequence}')")
+    ticket_id, value = session.connection().execute(_NEXT_IDS[key]).one()
+    return ticket_id, value
+
+
+def _year_sequence(engine, counter_name: str, year: int) -> str:
+    """The year's sequence, created (once, in its own committed transaction) if no process has yet.
 
     It starts after the year's `counters` row, so numbers given before sequences existed
     are never given again. The advisory lock makes concurrent first creations wait for
     one another instead of racing on CREATE SEQUENCE."""
     sequence = f"ticket_number_{year}"
-    key = (str(engine.url), sequence)
-    if key not in _SEQUENCES:
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x7469636B00000000 + year})
-            exists = conn.execute(text("SELECT to_regclass(:name)"), {"name": sequence}).scalar()
-            if exists is None:
-                done = conn.execute(select(Counter.value).where(Counter.name == counter_name)).scalar() or 0
-                conn.execute(text(f"CREATE SEQUENCE {sequence} START WITH {int(done) + 1}"))
-        _SEQUENCES[key] = text(f"SELECT nextval('{sequence}')")
-    return _SEQUENCES[key]
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x7469636B00000000 + year})
+        exists = conn.execute(text("SELECT to_regclass(:name)"), {"name": sequence}).scalar()
+        if exists is None:
+            done = conn.execute(select(Counter.value).where(Counter.name == counter_name)).scalar() or 0
+            conn.execute(text(f"CREATE SEQUENCE {sequence} START WITH {int(done) + 1}"))
+    return sequence
 
 
 # ---------------------------------------------------------------- tickets
@@ -240,7 +248,7 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, pre
         requester = {"id": actor.id, "name": actor.name, "email": actor.email}
     now = utcnow()
     row = {
-        "number": allocate_number(session, prefix, year), "subject": data["subject"],
+        "subject": data["subject"],
         "description": data["description"], "requester_id": requester["id"], "requester_name": requester["name"],
         "requester_email": requester.get("email"),
         "organisation_id": data["organisation_id"] if actor.is_staff else actor.organisation_id,
@@ -249,19 +257,54 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, pre
         "solver_email": None, "close_reason": None, "created_at": now, "updated_at": now,
         "first_response_at": None, "resolved_at": None, "closed_at": None, "version": 1,
     }
+    history = {"at": now, "actor_id": actor.id, "actor_name": actor.name, "field": "created", "old": None,
+               "note": None}
     # Core statements, not the unit of work: the hottest write of the product, and a new row
     # needs none of what the session tracks (docs/performance.md, section 12)
     conn = session.connection()
-    row["id"] = conn.execute(_INSERT_TICKET, row).scalar_one()
-    conn.execute(_INSERT_HISTORY, {"ticket_id": row["id"], "at": now, "actor_id": actor.id,
-                                      "actor_name": actor.name, "field": "created", "old": None,
-                                      "new": row["number"], "note": None})
-    envelope = outbox.add(session, "ticket_created", row["id"],
-                          {"ticket": snapshot_of_row(session, row), "actor": actor.to_dict()})
+    if conn.dialect.name == "postgresql":
+        # two round trips, not four: the ids first, then the ticket, its history row and its event in one statement
+        row["id"], value = _pg_next_ids(session, year)
+        row["number"] = domain.format_number(prefix, year, value)
+        [envelope], [event_row] = outbox.rows([("ticket_created", row["id"], _created(session, row, actor))])
+        conn.execute(_pg_create(outbox.outbox), {**_bound("t_", row), **_bound("o_", event_row), **_bound(
+            "h_", {**history, "ticket_id": row["id"], "new": row["number"]})})
+        outbox.written(session)
+    else:
+        row["number"] = allocate_number(session, prefix, year)
+        row["id"] = conn.execute(_INSERT_TICKET, row).scalar_one()
+        conn.execute(_INSERT_HISTORY, {**history, "ticket_id": row["id"], "new": row["number"]})
+        envelope = outbox.add(session, "ticket_created", row["id"], _created(session, row, actor))
     attachments = _attach(session, store, actor, row["id"], None, checked, now) if checked else []
     # the answer is the event's snapshot, dumped once (TicketOut is the snapshot and two fields more)
     return {**envelope["payload"]["ticket"], "allowed_moves": domain.allowed_moves(domain.RECEIVED, actor.roles),
             "rating": None, "comments": [], "attachments": attachments}
+
+
+def _created(session: Session, row: dict, actor: domain.Actor) -> dict:
+    return {"ticket": snapshot_of_row(session, row), "actor": actor.to_dict()}
+
+
+def _bound(prefix: str, values: dict) -> dict:
+    return {prefix + k: v for k, v in values.items()}
+
+
+_PG_CREATE: dict[str, object] = {}
+
+
+def _pg_create(outbox_table) -> object:
+    """PostgreSQL: INSERT the ticket and its history row (data-modifying CTEs) and the event's outbox row, in one
+    statement built once; parameters `t_<column>`, `h_<column>`, `o_<column>`."""
+    if outbox_table.name not in _PG_CREATE:
+        def values(table, prefix, skip=("id",)):
+            return {c.name: bindparam(prefix + c.name, type_=c.type) for c in table.columns if c.name not in skip}
+
+        tickets, history = Ticket.__table__, History.__table__
+        _PG_CREATE[outbox_table.name] = (
+            outbox_table.insert().values(values(outbox_table, "o_", skip=("id", "sent_at")))
+            .add_cte(tickets.insert().values(values(tickets, "t_", skip=())).cte("new_ticket"))
+            .add_cte(history.insert().values(values(history, "h_")).cte("new_history")))
+    return _PG_CREATE[outbox_table.name]
 
 
 _INSERT_TICKET = Ticket.__table__.insert().returning(Ticket.__table__.c.id)
