@@ -442,13 +442,21 @@ def _with_guarantor_linked(session: Session, solvers: list, employee_id: int | N
 
 def ticket_created(session: Session, outbox, snap: dict, settings: Settings, now: dt.datetime,
                    turn_hint: tuple | None = None) -> Routed | None:
-    """A new ticket: track it and decide who works it, once (the decision's primary key guards redelivery)."""
-    tracked = track(session, snap)
-    if tracked is None or (tracked not in session.new and session.get(DecisionRow, snap["id"]) is not None):
-        return None  # (a ticket first seen now has no decision yet: no need to look)
+    """A new ticket: track it and decide who works it, once (the decision's primary key guards redelivery).
+
+    This is the only path that routes a ticket first (see `ticket_changed`). A later event of the ticket
+    may have been handled before this one (events travel on separate queues): the ticket is then routed
+    by the newest snapshot applied, unless that one has a solver (e.g. a dispatcher's) or has ended."""
+    # an older snapshot than the one applied moves nothing, but `_track` has locked the row all the same: a
+    # replica deciding for the same ticket waits for this transaction, then finds its decision row
+    tracked = track(session, snap) or session.get(TrackedTicket, snap["id"])
     if snap.get("solver") or not domain.is_open(snap["state"]):
         return None  # created already assigned (e.g. a phone ticket a solver took himself)
-    return route(session, outbox, tracked, settings, now, expect_version=snap["version"], new=True,
+    if tracked.solver_id is not None or not domain.is_open(tracked.state):
+        return None  # assigned or ended by the time this event was handled
+    if tracked not in session.new and session.get(DecisionRow, snap["id"]) is not None:
+        return None  # (a ticket first seen now has no decision yet: no need to look)
+    return route(session, outbox, tracked, settings, now, expect_version=tracked.version, new=True,
                  turn_hint=turn_hint)
 
 
@@ -457,7 +465,11 @@ def ticket_changed(session: Session, outbox, snap: dict, settings: Settings, now
     still waiting for a solver whose category, priority, organisation or contract changed is routed again.
 
     Whichever event first brings the new facts re-routes (events travel on separate queues); a
-    redelivered or later event finds the facts already applied and routes nothing."""
+    redelivered or later event finds the facts already applied and routes nothing.
+
+    Only a ticket with a decision row is routed here: the first routing belongs to `ticket_created`, which
+    routes by the newest snapshot however late it comes. This path cannot tell a ticket whose
+    ticket_created is still on its way from one created assigned or ended, which is not ours to route."""
     tracked, moved = _track(session, snap)
     solver = snap.get("solver")
     if solver or not domain.is_open(snap["state"]):
@@ -485,7 +497,7 @@ def _route_waiting(session: Session, outbox, tracked: TrackedTicket, settings: S
     e-mailed again)."""
     row = session.get(DecisionRow, tracked.ticket_id, with_for_update=True)
     if row is None or row.status not in WAITING:
-        return None
+        return None  # (no decision yet: ticket_created routes it first, by these facts)
     offer = session.get(OfferRow, tracked.ticket_id, with_for_update=True)
     if offer is not None and offer.state == "claimed":
         return None  # the claim's tickets RPC is on its way: the claimant gets it

@@ -356,6 +356,45 @@ def test_an_offered_ticket_whose_category_changes_has_its_offer_closed(assignmen
     assert _solver(rpc, ticket["id"]) is None
 
 
+def test_a_ticket_whose_ticket_created_comes_after_its_ticket_updated_is_assigned_once_by_the_new_category(
+        tickets, run_services, rpc, publish, event_log, assignment_database_url):
+    import uuid
+
+    from nameko.standalone.events import event_dispatcher
+
+    from helpdesk.assignment.models import TrackedTicket
+    from helpdesk.assignment.service import AssignmentService
+    from helpdesk.common import db
+
+    heard = event_log("tickets")
+    printers, contracts = _category(rpc, "Tiskárny"), _category(rpc, "Smlouvy")
+    ticket = new_ticket(rpc, category_id=printers)
+    _change(rpc, ticket["id"], category_id=contracts)  # before the assignment service runs: its queues miss both
+    created, updated = (heard.wait_for(1, type_=t)[0] for t in ("ticket_created", "ticket_updated"))
+    assignment = run_services(AssignmentService)
+    _staff(publish, rpc, account("solver-1"), account("solver-2"))
+    for name, category, solver in (("Tiskárny", printers, "solver-1"), ("Smlouvy", contracts, "solver-2")):
+        rpc.assignment.create_rule(actor=ADMIN, data={"name": name, "category_id": category,
+                                                      "chain": ["round_robin"], "pool": [solver]})
+    dispatch = event_dispatcher(assignment.service_map["assignment"].config)
+    sessions = db.session_factory(assignment_database_url)
+
+    def applied():
+        with db.transaction(sessions) as session:
+            row = session.get(TrackedTicket, ticket["id"])
+            return row is not None and row.version == updated["payload"]["ticket"]["version"]
+
+    dispatch("tickets", "ticket_updated", updated)
+    wait_until(applied, what="the ticket_updated to be handled")
+    dispatch("tickets", "ticket_created", created)
+
+    assert _assigned(rpc, ticket["id"]) == "solver-2"
+    dispatch("tickets", "ticket_created", {**created, "event_id": str(uuid.uuid4())})  # redelivered
+    eventlet.sleep(1.5)  # let a second routing surface
+    assert _solver(rpc, ticket["id"]) == "solver-2"
+    assert len(heard.wait_for(99, timeout=0.5, type_="ticket_assigned")) == 1
+
+
 # ---------------------------------------------------------------- e-mails in the solver's language
 
 def _mails(config_env) -> dict:

@@ -1,5 +1,6 @@
-"""Routing a waiting ticket again when its facts change, and e-mails in each solver's language: the use cases
-against a real database (SQLite and PostgreSQL), with ticket snapshots as the ticket events carry them."""
+"""Routing a waiting ticket again when its facts change, routing a ticket whose later events were handled before
+its ticket_created, and e-mails in each solver's language: the use cases against a real database (SQLite and
+PostgreSQL), with ticket snapshots as the ticket events carry them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from helpdesk.assignment import handlers
-from helpdesk.assignment.models import Base, DecisionRow, Notification, OfferRow
+from helpdesk.assignment.models import Base, DecisionRow, Notification, OfferRow, TrackedTicket
 from helpdesk.common import db
 from helpdesk.common.outbox import OutboxWriter
 
@@ -130,6 +131,71 @@ def test_the_setting_off_only_tracks_the_change(sessions):
 
     assert _changed(sessions, _snap(2, NETWORK), settings=handlers.Settings(reroute_on_update=False)) is None
     assert _read(sessions, lambda s: s.get(DecisionRow, 7).status) == "queued"
+
+
+# ---------------------------------------------------------------- ticket_created handled after later events
+
+def _routing_done(sessions) -> tuple:
+    """(decision rows, e-mails, offers published, open tickets per solver): what routing the ticket writes."""
+    decisions, mails, loads = _read(sessions, lambda s: (
+        s.scalar(select(func.count()).select_from(DecisionRow)),
+        s.scalar(select(func.count()).select_from(Notification)),
+        {x.id: x.open_tickets for x in handlers.roster(s)}))
+    return decisions, mails, _offers_published(sessions), loads
+
+
+def _by_category_rules(sessions):
+    _given(sessions, account("a"), account("c"), rules=[
+        {"name": "Tiskárny", "category_id": PRINTERS, "chain": ["round_robin"], "pool": ["a"]},
+        {"name": "Síť", "category_id": NETWORK, "chain": ["round_robin"], "pool": ["c"]}])
+
+
+def test_a_ticket_changed_before_its_ticket_created_is_handled_is_routed_once_by_the_newest_facts(sessions):
+    _by_category_rules(sessions)
+    assert _changed(sessions, _snap(2)) is None
+    assert _changed(sessions, _snap(3, NETWORK, priority="urgent")) is None  # the facts moved: not routed here
+    assert _routing_done(sessions) == (0, 0, 0, {"a": 0, "c": 0})
+
+    routed = _created(sessions, _snap(1))
+
+    assert routed.decision.rule == "Síť" and routed.owed.solver["id"] == "c"
+    assert routed.owed.expect_version == 3 and routed.owed.expect_solver_id is None
+    assert _read(sessions, lambda s: (s.get(TrackedTicket, 7).version, s.get(DecisionRow, 7).rule)) == (3, "Síť")
+    assert _routing_done(sessions) == (1, 1, 0, {"a": 0, "c": 1})
+
+
+def test_a_ticket_created_redelivered_after_a_late_routing_routes_nothing_more(sessions):
+    _given(sessions, account("a"), account("c"), rules=[
+        {"name": "Síť", "category_id": NETWORK, "chain": ["broadcast"], "pool": ["a", "c"]}])
+    _changed(sessions, _snap(2, NETWORK))
+    assert _created(sessions, _snap(1)).decision.rule == "Síť"
+    done = _routing_done(sessions)
+    assert done == (1, 2, 1, {"a": 0, "c": 0})
+
+    assert _created(sessions, _snap(1)) is None  # redelivered, or under a new event id
+    assert _changed(sessions, _snap(2, NETWORK)) is None  # the later event redelivered
+    assert _routing_done(sessions) == done and sorted(_offered_to(sessions)) == ["a", "c"]
+
+
+def test_a_ticket_a_dispatcher_assigned_before_its_ticket_created_is_handled_is_not_routed(sessions):
+    _by_category_rules(sessions)
+    solver = {"id": "a", "name": "A", "email": "a@example.cz"}
+    _changed(sessions, _snap(2, NETWORK, state="in_progress", solver=solver))
+
+    assert _created(sessions, _snap(1)) is None
+
+    assert _routing_done(sessions) == (0, 0, 0, {"a": 1, "c": 0})
+    assert _read(sessions, lambda s: s.get(TrackedTicket, 7).solver_id) == "a"
+
+
+def test_a_ticket_closed_before_its_ticket_created_is_handled_is_not_routed(sessions):
+    _by_category_rules(sessions)
+    _changed(sessions, _snap(2, state="closed"))
+
+    assert _created(sessions, _snap(1)) is None
+
+    assert _routing_done(sessions) == (0, 0, 0, {"a": 0, "c": 0})
+    assert _read(sessions, handlers.queue) == []
 
 
 def test_notices_are_in_the_solvers_language_else_in_the_services(sessions):
