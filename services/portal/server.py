@@ -52,6 +52,7 @@ def start(cfg: Config, listen: tuple[str, int] | None = None):
         relay.stop()
         relay_thread.wait()
         relay.release_lease()
+        relay.close()
         relay.publisher.close()
         app.extensions["helpdesk"].rpc.close()
 
