@@ -142,10 +142,36 @@ def _writer_lock(factory: sessionmaker):
 
 
 @contextlib.contextmanager
-def transaction(factory: sessionmaker):
-    """A session whose work commits together or not at all (not nestable on SQLite)."""
-    with _writer_lock(factory):
+def transaction(factory: sessionmaker, one_statement: bool = False):
+    """A session whose work commits together or not at all (not nestable on SQLite).
+
+    `one_statement=True` is for a unit of work that writes with one statement (reads
+    around it are fine): on PostgreSQL its connection is in autocommit, since the
+    statement is atomic by itself, which saves the round trips of BEGIN and COMMIT
+    (psycopg2 sends BEGIN on its own). `session.info["one_statement"]` tells the work."""
+    engine = factory.kw["bind"]
+    if one_statement and engine.dialect.name == "postgresql":
         session: Session = factory()
+        session.info["one_statement"] = True
+        try:
+            with session.begin():
+                # psycopg2's own flag, set and cleared on the client: SQLAlchemy's AUTOCOMMIT isolation level
+                # would cost a SET round trip on every return to the pool
+                conn = session.connection()
+                dbapi = conn.connection.dbapi_connection
+                dbapi.autocommit = True
+                try:
+                    yield session
+                finally:
+                    try:
+                        dbapi.autocommit = False
+                    except Exception:  # a broken connection: never back to the pool in autocommit
+                        conn.invalidate()
+        finally:
+            session.close()
+        return
+    with _writer_lock(factory):
+        session = factory()
         try:
             with session.begin():
                 yield session
@@ -181,8 +207,8 @@ class Database:
         self.sessions = sessions
         self.metadata = metadata
 
-    def transaction(self):
-        return transaction(self.sessions)
+    def transaction(self, one_statement: bool = False):
+        return transaction(self.sessions, one_statement)
 
 
 class DatabaseProvider(DependencyProvider):

@@ -242,6 +242,8 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, pre
     """A new ticket with its attachments, all in one transaction; the answer is the ticket as `get_ticket` reads it."""
     _check_category(session, data["category_id"])  # before the number, so a bad request costs none
     checked = _checked_uploads(actor, store, data["attachments"]) if data.get("attachments") else []
+    if checked and session.info.get("one_statement"):
+        raise RuntimeError("a ticket with attachments is more than one statement: create it in a transaction")
     requester = data["requester"]
     if requester is None or not actor.is_staff:
         # requesters raise their own requests; only staff raise them for someone else
@@ -263,7 +265,8 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, pre
     # needs none of what the session tracks (docs/performance.md, section 12)
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        # two round trips, not four: the ids first, then the ticket, its history row and its event in one statement
+        # the ids first, then the ticket, its history row and its event in one statement (which, without
+        # attachments, the service runs in autocommit: atomic by itself, and no BEGIN and COMMIT round trips)
         row["id"], value = _pg_next_ids(session, year)
         row["number"] = domain.format_number(prefix, year, value)
         [envelope], [event_row] = outbox.rows([("ticket_created", row["id"], _created(session, row, actor))])

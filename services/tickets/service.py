@@ -62,10 +62,10 @@ class TicketsService:
     settings = SettingsProvider()
 
     def _tx(self, fn, *args, lost_race: str = "the ticket was changed by someone else at the same time; "
-                                               "reload and try again"):
+                                               "reload and try again", one_statement: bool = False):
         """Run one use case in one transaction; losing a race for the same ticket is a Conflict."""
         try:
-            with self.db.transaction() as session:
+            with self.db.transaction(one_statement) as session:
                 result = fn(session, *args)
                 observed = session.info.get("observed", ())
         except (StaleDataError, IntegrityError):
@@ -83,7 +83,7 @@ class TicketsService:
         cfg = self.settings.config
         year = utcnow().astimezone(ZoneInfo(cfg.timezone)).year  # the year as the people using it count it
         ticket = self._tx(handlers.create_ticket, self.outbox, who, data, cfg.ticket_number_prefix, year,
-                          self.settings.store)
+                          self.settings.store, one_statement=not data["attachments"])
         metrics.TICKETS_CREATED.labels(ticket["channel"], ticket["priority"]).inc()
         return ticket
 

@@ -51,3 +51,19 @@ def test_a_connection_used_moments_ago_is_not_pinged_so_its_death_fails_once(pg_
     with pytest.raises(OperationalError):  # no SELECT 1 before it: the dead connection is used as it is
         _backend_pid(sessions)
     assert _backend_pid(sessions) != first  # and the pool has thrown it away
+
+
+def test_a_one_statement_unit_runs_in_autocommit_and_leaves_its_connection_transactional(pg_url):
+    sessions = db.session_factory(pg_url)
+    with db.transaction(sessions, one_statement=True) as session:
+        session.execute(text("CREATE TABLE IF NOT EXISTS one_statement_probe (n int)"))
+        session.execute(text("INSERT INTO one_statement_probe VALUES (1)"))
+        # committed already, statement by statement: another connection sees the row before this unit ends
+        with db.get_engine(pg_url).connect() as other:
+            assert other.execute(text("SELECT count(*) FROM one_statement_probe")).scalar() == 1
+    with pytest.raises(RuntimeError):
+        with db.transaction(sessions) as session:  # the pool's connection is transactional again
+            session.execute(text("INSERT INTO one_statement_probe VALUES (2)"))
+            raise RuntimeError("roll back")
+    with db.transaction(sessions) as session:
+        assert session.execute(text("SELECT count(*) FROM one_statement_probe")).scalar() == 1
