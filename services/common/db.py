@@ -89,6 +89,7 @@ def _ping_when_idle(engine: Engine) -> None:
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
+            dbapi_connection.rollback()  # leave no transaction open (a unit of work may want autocommit)
         except Exception as exc:
             raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 

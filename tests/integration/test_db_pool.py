@@ -53,8 +53,13 @@ def test_a_connection_used_moments_ago_is_not_pinged_so_its_death_fails_once(pg_
     assert _backend_pid(sessions) != first  # and the pool has thrown it away
 
 
-def test_a_one_statement_unit_runs_in_autocommit_and_leaves_its_connection_transactional(pg_url):
+@pytest.mark.parametrize("ping", [False, True], ids=["hot", "pinged"])
+def test_a_one_statement_unit_runs_in_autocommit_and_leaves_its_connection_transactional(pg_url, monkeypatch, ping):
     sessions = db.session_factory(pg_url)
+    if ping:  # every checkout pings: the ping must leave no transaction open
+        monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)
+        with db.transaction(sessions) as session:  # a connection in the pool, idle since its return
+            session.execute(text("SELECT 1"))
     with db.transaction(sessions, one_statement=True) as session:
         session.execute(text("CREATE TABLE IF NOT EXISTS one_statement_probe (n int)"))
         session.execute(text("INSERT INTO one_statement_probe VALUES (1)"))
