@@ -495,10 +495,11 @@ def _route_waiting(session: Session, outbox, tracked: TrackedTicket, settings: S
     is not waiting on a decision of ours, a claim of its offer is under way, or the rules would leave it
     waiting just as it does (it keeps its place in the queue, its offer and its expiry, and nobody is
     e-mailed again)."""
+    # locks in one order everywhere: ticket, offer, decision (a claim settling locks offer then decision)
+    offer = session.get(OfferRow, tracked.ticket_id, with_for_update=True)
     row = session.get(DecisionRow, tracked.ticket_id, with_for_update=True)
     if row is None or row.status not in WAITING:
         return None  # (no decision yet: ticket_created routes it first, by these facts)
-    offer = session.get(OfferRow, tracked.ticket_id, with_for_update=True)
     if offer is not None and offer.state == "claimed":
         return None  # the claim's tickets RPC is on its way: the claimant gets it
     choice = _decide(session, tracked, now)
@@ -613,6 +614,8 @@ def due_offers(session: Session, now: dt.datetime, limit: int = 100) -> list[int
 
 def expire_offer(session: Session, outbox, ticket_id: int, settings: Settings, now: dt.datetime) -> Routed | None:
     """An offer nobody claimed in time: the rule's chain goes on from the next step (one replica wins the UPDATE)."""
+    # the ticket's row first, as every ticket event locks it before the offer: no deadlock with a change of facts
+    session.get(TrackedTicket, ticket_id, with_for_update=True)
     if not session.execute(update(OfferRow).where(OfferRow.ticket_id == ticket_id).where(OfferRow.state == "open")
                            .where(OfferRow.expires_at <= now).values(state="expired")).rowcount:
         return None

@@ -9,6 +9,7 @@ from this registry (`helpdesk asyncapi`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -119,11 +120,19 @@ def _dump(c: Contract, payload: dict) -> dict:
         else:
             if (c.source, c.type) in _vouched:
                 return data
-            _vouched.add((c.source, c.type))  # the first payload of each type goes both ways, once a process
-            if data == _checked_dump(c, payload):
+            # the first payload of each type goes both ways, once a process: the same JSON (types, order), or
+            # marshmallow from then on; a payload marshmallow refuses that the compiled dump took turns it off too
+            try:
+                checked = _checked_dump(c, payload)
+            except ValidationFailed:
+                _compiled[(c.source, c.type)] = None
+                raise
+            if json.dumps(data) == json.dumps(checked):
+                _vouched.add((c.source, c.type))
                 return data
             log.warning("the compiled dump of %s.%s differs from marshmallow's: marshmallow it is", c.source, c.type)
             _compiled[(c.source, c.type)] = None
+            return checked
     return _checked_dump(c, payload)
 
 

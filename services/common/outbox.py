@@ -221,9 +221,10 @@ class Relay:
 
         PostgreSQL: the relay's own connection in autocommit, so a step is one round trip
         instead of three (BEGIN, statement, COMMIT): under load every round trip waits for a
-        turn of the busy hub, which is what the outbox lag is made of. Its commits don't wait
-        for the disk: a mark or lease lost in a database crash only republishes rows, which
-        consumers skip as seen. Other databases: a transaction as everywhere else (SQLite's
+        turn of the busy hub, which is what the outbox lag is made of. Its marks don't wait
+        for the disk (a mark lost in a database crash only republishes rows, which consumers
+        skip as seen); its lease writes do. The connection is detached from the pool, so its
+        settings end with it. Other databases: a transaction as everywhere else (SQLite's
         single writer is queued for in `db.transaction`)."""
         engine = self.sessions.kw["bind"]
         if engine.dialect.name != "postgresql":
@@ -231,19 +232,31 @@ class Relay:
                 yield session.connection()
             return
         if self._conn is None:
-            self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._conn.exec_driver_sql("SET synchronous_commit = off")
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn.detach()  # its settings never reach the pool: closing it closes it
+            conn.exec_driver_sql("SET synchronous_commit = off")
+            self._conn = conn
         try:
             yield self._conn
         except Exception:
             self.close()  # a broken connection is replaced on the next step
             raise
 
+    @contextlib.contextmanager
+    def _durable(self, conn):
+        """The lease's writes wait for the disk: a renewal lost in a crash could let two relays publish at once."""
+        if conn is not self._conn:
+            yield
+            return
+        conn.exec_driver_sql("SET synchronous_commit = on")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SET synchronous_commit = off")
+
     def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                conn.exec_driver_sql("RESET synchronous_commit")
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -270,7 +283,7 @@ class Relay:
         return held
 
     def _take_lease(self, now: float) -> bool:
-        with self._tx() as session:
+        with self._tx() as session, self._durable(session):
             result = session.execute(
                 update(self.lease)
                 .where(self.lease.c.name == LEASE_NAME)
@@ -288,7 +301,7 @@ class Relay:
 
     def release_lease(self) -> None:
         self._held_until = 0.0
-        with self._tx() as session:
+        with self._tx() as session, self._durable(session):
             session.execute(update(self.lease).where(self.lease.c.name == LEASE_NAME)
                             .where(self.lease.c.holder == self.holder).values(holder=None, expires_at=0.0))
 
@@ -401,6 +414,7 @@ class Outbox(DependencyProvider):
     def kill(self):
         if self.relay is not None:
             self.relay.stop()
+            self.relay.close()
 
     def get_dependency(self, worker_ctx):
         return OutboxWriter(self.table, self.container.service_name, on_commit=self.relay.wake)

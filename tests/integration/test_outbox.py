@@ -138,3 +138,22 @@ def test_relay_that_stalled_past_its_lease_stops_after_its_current_chunk(config,
     assert successor.run_once() == 70
     events = log.wait_for(120)
     assert len({e["event_id"] for e in events}) == 120
+
+
+def test_the_relays_own_settings_never_reach_the_pool_and_its_lease_is_durable(config, event_log):
+    url = config.database_url("tickets")
+    if not url.startswith("postgresql"):
+        pytest.skip("the relay's own connection is PostgreSQL's")
+    _create(config, 2)
+    relay = _relay(config)
+    assert relay.run_once() == 2
+    conn = relay._conn
+    assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"  # the marks don't wait for the disk
+    with relay._durable(conn):  # the lease's writes do
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    relay.release_lease()
+    relay.close()
+    assert relay._conn is None
+    with db.get_engine(url).connect() as c:  # the pool's connections (LIFO: the newest first) have the default
+        assert c.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"

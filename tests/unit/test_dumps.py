@@ -99,3 +99,27 @@ def test_a_compiled_dump_that_differs_from_marshmallow_is_dropped(monkeypatch, c
     assert body["payload"] == marshmallow_dump(*key, a_state_change())
     assert events._compiled[key] is None
     assert "differs from marshmallow" in caplog.text
+
+
+def test_a_compiled_dump_that_takes_what_marshmallow_refuses_is_dropped(monkeypatch):
+    key = ("tickets", "ticket_state_changed")
+    payload = a_state_change()
+    payload["ticket"] = a_ticket(priority="whenever")
+    monkeypatch.setitem(events._compiled, key, lambda p: {"anything": 1})  # a compiled dump gone wrong
+    monkeypatch.setattr(events, "_vouched", set())
+
+    with pytest.raises(ValidationFailed):
+        events.build(*key, payload, correlation_id=None)
+    assert events._compiled[key] is None and key not in events._vouched
+
+
+def test_the_first_payload_must_match_in_types_too(monkeypatch):
+    key = ("tickets", "ticket_state_changed")
+    right = marshmallow_dump(*key, a_state_change())
+    wrong = {**right, "ticket": {**right["ticket"], "version": float(right["ticket"]["version"])}}  # 3.0 == 3
+    monkeypatch.setitem(events._compiled, key, lambda p: wrong)
+    monkeypatch.setattr(events, "_vouched", set())
+
+    assert events.build(*key, a_state_change(), correlation_id=None)["payload"] == right
+    assert type(events.build(*key, a_state_change(), correlation_id=None)["payload"]["ticket"]["version"]) is int
+    assert events._compiled[key] is None
