@@ -140,10 +140,9 @@ def test_relay_that_stalled_past_its_lease_stops_after_its_current_chunk(config,
     assert len({e["event_id"] for e in events}) == 120
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # the relay's own connection is PostgreSQL's
 def test_the_relays_own_settings_never_reach_the_pool_and_its_lease_is_durable(config, event_log):
     url = config.database_url("tickets")
-    if not url.startswith("postgresql"):
-        pytest.skip("the relay's own connection is PostgreSQL's")
     _create(config, 2)
     relay = _relay(config)
     assert relay.run_once() == 2
