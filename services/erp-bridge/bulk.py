@@ -27,7 +27,6 @@ import logging
 import os
 import time
 
-from marshmallow import Schema, fields
 from sqlalchemy import insert
 
 from helpdesk.common import events

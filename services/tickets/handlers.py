@@ -93,33 +93,29 @@ def _person(pid, name, email):
     return None if pid is None else {"id": pid, "name": name, "email": email}
 
 
-def snapshot_of_row(session: Session, row: dict) -> dict:
-    """`snapshot` of a ticket given as its column values."""
+def _light(get) -> dict:
+    """The list-row fields of a ticket, each read with `get(column)`."""
     return {
-        "id": row["id"], "number": row["number"], "subject": row["subject"],
-        "requester": _person(row["requester_id"], row["requester_name"], row["requester_email"]),
-        "organisation_id": row["organisation_id"], "contract": row["contract"], "category_id": row["category_id"],
-        "priority": row["priority"], "channel": row["channel"], "state": row["state"],
-        "solver": _person(row["solver_id"], row["solver_name"], row["solver_email"]),
-        "close_reason": row["close_reason"], "created_at": row["created_at"], "updated_at": row["updated_at"],
-        "first_response_at": row["first_response_at"], "resolved_at": row["resolved_at"],
-        "closed_at": row["closed_at"], "version": row["version"],
-        "description": row["description"], "category_path": category_path(session, row["category_id"]),
+        "id": get("id"), "number": get("number"), "subject": get("subject"),
+        "requester": _person(get("requester_id"), get("requester_name"), get("requester_email")),
+        "organisation_id": get("organisation_id"), "contract": get("contract"), "category_id": get("category_id"),
+        "priority": get("priority"), "channel": get("channel"), "state": get("state"),
+        "solver": _person(get("solver_id"), get("solver_name"), get("solver_email")),
+        "close_reason": get("close_reason"), "created_at": get("created_at"), "updated_at": get("updated_at"),
+        "first_response_at": get("first_response_at"), "resolved_at": get("resolved_at"),
+        "closed_at": get("closed_at"), "version": get("version"),
     }
 
 
 def snapshot_light(ticket: Ticket) -> dict:
     """A list row: the ticket without its description and category path (no extra queries)."""
-    return {
-        "id": ticket.id, "number": ticket.number, "subject": ticket.subject,
-        "requester": _person(ticket.requester_id, ticket.requester_name, ticket.requester_email),
-        "organisation_id": ticket.organisation_id, "contract": ticket.contract, "category_id": ticket.category_id,
-        "priority": ticket.priority, "channel": ticket.channel, "state": ticket.state,
-        "solver": _person(ticket.solver_id, ticket.solver_name, ticket.solver_email),
-        "close_reason": ticket.close_reason, "created_at": ticket.created_at, "updated_at": ticket.updated_at,
-        "first_response_at": ticket.first_response_at, "resolved_at": ticket.resolved_at,
-        "closed_at": ticket.closed_at, "version": ticket.version,
-    }
+    return _light(ticket.__getattribute__)
+
+
+def snapshot_of_row(session: Session, row: dict) -> dict:
+    """`snapshot` of a ticket given as its column values."""
+    return {**_light(row.__getitem__), "description": row["description"],
+            "category_path": category_path(session, row["category_id"])}
 
 
 def snapshot(session: Session, ticket: Ticket) -> dict:
