@@ -93,32 +93,22 @@ class AssignmentService:
                                        turn_hint=self._turn)
 
     # Any later ticket event may be the first to bring a waiting ticket's new category, priority, organisation
-    # or contract (events travel on separate queues), so each may route it again; one guard per event type.
+    # or contract (events travel on separate queues), so each may route it again. One guard serves all three:
+    # every event has an id of its own.
 
     @event_handler("tickets", "ticket_assigned")
     def on_ticket_assigned(self, body):
-        self._after(self._ticket_assigned(body))
+        self._after(self._ticket_changed(body))
 
     @event_handler("tickets", "ticket_state_changed")
     def on_ticket_state_changed(self, body):
-        self._after(self._ticket_state_changed(body))
+        self._after(self._ticket_changed(body))
 
     @event_handler("tickets", "ticket_updated")
     def on_ticket_updated(self, body):
-        self._after(self._ticket_updated(body))
+        self._after(self._ticket_changed(body))
 
     @idempotent
-    def _ticket_assigned(self, session, event):
-        return self._ticket_changed(session, event)
-
-    @idempotent
-    def _ticket_state_changed(self, session, event):
-        return self._ticket_changed(session, event)
-
-    @idempotent
-    def _ticket_updated(self, session, event):
-        return self._ticket_changed(session, event)
-
     def _ticket_changed(self, session, event):
         return handlers.ticket_changed(session, self.outbox, event.payload["ticket"], self.settings, utcnow())
 
