@@ -20,6 +20,7 @@ from helpdesk.common.errors import Conflict, NotFound, ValidationFailed
 from helpdesk.common.events import utcnow
 from helpdesk.tickets import domain
 from helpdesk.tickets.attachments import AttachmentStore
+from helpdesk.tickets.closed_counts import ClosedCounts
 from helpdesk.tickets.models import Attachment, Category, Comment, Counter, History, Rating, Ticket
 from helpdesk.tickets.schemas import CommentOut, TicketOut
 from helpdesk.common.contracts.tickets import TicketSnapshot
@@ -28,6 +29,7 @@ from helpdesk.common.contracts.tickets import TicketSnapshot
 _TICKET_OUT = TicketOut()
 _COMMENT_OUT = CommentOut()
 _LIST_ROW = TicketSnapshot(exclude=("description", "category_path"))
+_CLOSED_COUNTS = ClosedCounts()
 
 
 # ---------------------------------------------------------------- reading helpers
@@ -672,11 +674,7 @@ def list_tickets(session: Session, actor: domain.Actor, q: dict) -> dict:
 
 
 def count_by_state(session: Session, actor: domain.Actor, q: dict) -> dict:
-    sub = _filtered(session, actor, q, with_state=False).with_only_columns(Ticket.state).subquery()
-    rows = session.execute(select(sub.c.state, func.count()).group_by(sub.c.state)).all()
-    counts = {state: 0 for state in domain.STATES}
-    counts.update({state: n for state, n in rows})
-    return counts
+    return _CLOSED_COUNTS.count_by_state(session, _filtered(session, actor, q, with_state=False).whereclause)
 
 
 # ---------------------------------------------------------------- categories

@@ -72,6 +72,9 @@ class Ticket(Base):
         Index("ix_tickets_updated", "updated_at", "id"),
         Index("ix_tickets_resolved_at", "resolved_at",
               postgresql_where=text("state = 'resolved'"), sqlite_where=text("state = 'resolved'")),
+        # count_by_state counts only the closed tickets that closed after a watermark (closed_counts.py)
+        Index("ix_tickets_closed_at", "closed_at",
+              postgresql_where=text("state = 'closed'"), sqlite_where=text("state = 'closed'")),
     )
 
 
