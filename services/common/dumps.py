@@ -128,8 +128,8 @@ def _unchecked(f: fields.Field):
 def compile_dump(schema: Schema):
     """payload -> its dump, raising Unsure where marshmallow must decide; None if the schema has options it can't
     mirror (hooks, renamed or dump-only fields, validators, other field kinds)."""
-    if any(schema._hooks.values()) or schema.many or schema.only is not None or schema.exclude:
-        return None
+    if any(schema._hooks.values()) or schema.many:
+        return None  # `only` and `exclude` are fine: dump_fields and load_fields already leave those fields out
     steps = []
     for name, f in schema.dump_fields.items():
         convert = _converter(f) if _plain(f) and "." not in name and schema.load_fields.get(name) is f else None
@@ -154,5 +154,21 @@ def compile_dump(schema: Schema):
             else:
                 out[name] = convert(value)
         return out
+
+    return dump
+
+
+def dumper(schema: Schema):
+    """payload -> schema.dump(payload), compiled where it can be and marshmallow where the compiled dump is unsure;
+    for answers that are dumped, not validated (an event's dump is also validated: events.build)."""
+    fast = compile_dump(schema)
+    if fast is None:
+        return schema.dump
+
+    def dump(payload: dict) -> dict:
+        try:
+            return fast(payload)
+        except Unsure:
+            return schema.dump(payload)
 
     return dump

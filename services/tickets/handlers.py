@@ -16,6 +16,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from helpdesk.common.cache import SharedCopy
+from helpdesk.common.dumps import dumper
 from helpdesk.common.errors import Conflict, NotFound, ValidationFailed
 from helpdesk.common.events import utcnow
 from helpdesk.tickets import domain
@@ -28,7 +29,8 @@ from helpdesk.common.contracts.tickets import TicketSnapshot
 # schema instances are stateless once built and cost more to build than to use: one each per process
 _TICKET_OUT = TicketOut()
 _COMMENT_OUT = CommentOut()
-_LIST_ROW = TicketSnapshot(exclude=("description", "category_path"))
+_LIST_ROW = dumper(TicketSnapshot(exclude=("description", "category_path")))
+_LIST_COLUMNS = [c for c in Ticket.__table__.c if c.key != "description"]  # plain rows: no ORM objects to build
 _CLOSED_COUNTS = ClosedCounts()
 
 
@@ -664,13 +666,14 @@ def list_tickets(session: Session, actor: domain.Actor, q: dict) -> dict:
         key = tuple_(column, Ticket.id)
         stmt = stmt.where(key < tuple_(value, last_id) if descending else key > tuple_(value, last_id))
     order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
-    rows = list(session.execute(stmt.order_by(*order).limit(q["limit"] + 1)).scalars())
+    rows = session.execute(stmt.with_only_columns(*_LIST_COLUMNS).order_by(*order).limit(q["limit"] + 1)) \
+        .mappings().all()
     more = len(rows) > q["limit"]
     rows = rows[: q["limit"]]
-    items = [_LIST_ROW.dump(snapshot_light(t)) for t in rows]
+    items = [_LIST_ROW(_light(row.__getitem__)) for row in rows]
     last = rows[-1] if rows else None
     return {"items": items,
-            "next_cursor": _encode_cursor(q["sort"], getattr(last, column.key), last.id) if more and last else None}
+            "next_cursor": _encode_cursor(q["sort"], last[column.key], last["id"]) if more and last else None}
 
 
 def count_by_state(session: Session, actor: domain.Actor, q: dict) -> dict:
