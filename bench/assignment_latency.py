@@ -22,7 +22,11 @@ Target (issue 4)
 
 Usage
     .venv/bin/python bench/assignment_latency.py [--open 1000000] [--solvers 1000] [--rate 200]
-        [--seconds 20] [--mode least_loaded|round_robin] [--json FILE]
+        [--seconds 20] [--mode least_loaded|round_robin] [--json FILE] [--profile DIR]
+
+    --profile DIR samples the assignment processes with py-spy over the measured window (collapsed
+    stacks in DIR, one file per process; summarise with bench/collapse_top.py; needs
+    `.venv/bin/pip install py-spy`).
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ import uuid
 from pathlib import Path
 
 from _common import ROOT, _proc_cpu, delete_vhost, new_vhost, percentile, pg_admin, pg_url, print_machine  # noqa: E402
+from ticket_create import _profile  # noqa: E402  (py-spy on each process, as that bench samples its services)
 
 TARGET_P99 = 0.200
 
@@ -196,6 +201,7 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=1, help="assignment processes running at once")
     p.add_argument("--drain", type=float, default=5, help="seconds to wait for stragglers after publishing")
     p.add_argument("--json")
+    p.add_argument("--profile", metavar="DIR", help="py-spy the assignment processes while publishing")
     p.add_argument("--child", choices=("assignment", "stub"))
     p.add_argument("--db")
     p.add_argument("--amqp")
@@ -232,8 +238,11 @@ def main() -> None:
         time.sleep(2)
         workers = procs[1:]
         cpu0, t0 = sum(_proc_cpu(w.pid) for w in workers), time.time()
+        spies = _profile(a.profile, [w.pid for w in workers], "assignment", a.seconds) if a.profile else []
         sent = publish(amqp, 20_000_000, a.rate, a.seconds)
         time.sleep(a.drain)
+        for spy in spies:
+            spy.wait(30)
         cpu = sum(_proc_cpu(w.pid) for w in workers) - cpu0
         wall = time.time() - t0
         procs[0].send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from helpdesk.common import events
@@ -118,11 +118,11 @@ def _qualified(session: Session, rule: domain.Rule, facts: domain.TicketFacts) -
 # made side by side see each other's choices through it (the counters show them only after commit), so a
 # burst spreads over the least loaded solvers instead of piling onto the first one and queueing for its
 # counter row's lock.
-_IN_FLIGHT: dict[str, collections.Counter] = {}
+_IN_FLIGHT: dict = {}  # engine (one per database) -> Counter
 
 
 def _in_flight(session: Session) -> collections.Counter:
-    return _IN_FLIGHT.setdefault(str(session.get_bind().url), collections.Counter())
+    return _IN_FLIGHT.setdefault(session.get_bind(), collections.Counter())
 
 
 def _count_in_flight(session: Session, solver_id: str) -> None:
@@ -161,14 +161,16 @@ class _Loads(Mapping):
                 cursor.close()
             for solver_id, n in _in_flight(self._session).items():
                 self._counts[solver_id] = self._counts.get(solver_id, 0) + n
-            self.get = self._counts.get  # later look-ups go straight to the dict
         return self._counts
 
     def __getitem__(self, key):
         return self._read()[key]
 
-    def get(self, key, default=None):
-        return self._read().get(key, default)
+    @property
+    def get(self):
+        """The counts' own dict.get: a caller that binds it once for a loop over the roster pays no
+        method call per solver."""
+        return self._read().get
 
     def __iter__(self):
         return iter(self._read())
@@ -206,20 +208,99 @@ def facts_of(row: TrackedTicket) -> domain.TicketFacts:
                               row.organisation_id, row.contract, row.channel, row.priority)
 
 
+_LOCKING_READS: dict = {}
+
+
+def _locked(session: Session, model, key):
+    """`session.get(model, key, with_for_update=True)` by a statement built once per model (`get` builds its
+    SELECT on every call, and every ticket event locks a row or three)."""
+    statement = _LOCKING_READS.get(model)
+    if statement is None:
+        statement = _LOCKING_READS[model] = (select(model).where(model.__mapper__.primary_key[0] == bindparam("key"))
+                                             .with_for_update())
+    return session.execute(statement, {"key": key}).scalar_one_or_none()
+
+
 # ---------------------------------------------------------------- counters
 
-def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None) -> None:
-    """Move counters by `deltas`; `stamp` (solver_id, time) also records when that solver last got a ticket."""
+# Core statements built once: the ORM's UPDATE would also build the statement and search the session
+# for the rows it changes on every call, and no counter row is ever loaded as an object
+_LOAD = SolverLoad.__table__
+_MOVE_LOAD = (_LOAD.update().where(_LOAD.c.solver_id == bindparam("solver"))
+              .values(open_tickets=_LOAD.c.open_tickets + bindparam("delta")))
+_MOVE_LOAD_STAMPED = _MOVE_LOAD.values(last_assigned_at=bindparam("stamp"))
+
+
+def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None, after_pending: bool = False) -> None:
+    """Move counters by `deltas`; `stamp` (solver_id, time) also records when that solver last got a ticket.
+    `after_pending`: the session's pending rows are written first (by the counter's statement when
+    `_pending_decision_rows` allows)."""
     stamps = dict([stamp]) if stamp else {}
-    for solver_id in sorted(set(deltas) | set(stamps)):  # sorted: replicas lock counter rows in one order
-        values = {"open_tickets": SolverLoad.open_tickets + deltas.get(solver_id, 0)}
+    solver_ids = sorted(set(deltas) | set(stamps))  # sorted: replicas lock counter rows in one order
+    new_rows = _pending_decision_rows(session) if after_pending and len(solver_ids) == 1 else None
+    if after_pending and new_rows is None:
+        session.flush()
+    for solver_id in solver_ids:
+        params = {"solver": solver_id, "delta": deltas.get(solver_id, 0)}
+        statement = _MOVE_LOAD
         if solver_id in stamps:
-            values["last_assigned_at"] = stamps[solver_id]
-        done = session.execute(update(SolverLoad).where(SolverLoad.solver_id == solver_id).values(**values)).rowcount
+            statement, params["stamp"] = _MOVE_LOAD_STAMPED, stamps[solver_id]
+        if new_rows:  # (then the only counter)
+            statement = _inserting(session, statement, new_rows, params)
+        done = session.execute(statement, params).rowcount
         if not done:
             session.add(SolverLoad(solver_id=solver_id, open_tickets=deltas.get(solver_id, 0),
                                    last_assigned_at=stamps.get(solver_id)))
             session.flush()
+
+
+# A first decision's new rows, all of these tables, and the one counter it moves are written by one statement
+# on PostgreSQL (the rows as data-modifying CTEs of the counter's UPDATE): one round trip where a flush
+# would make one per table, and none of the flush's bookkeeping
+_DECISION_TABLES = frozenset({TrackedTicket.__table__, DecisionRow.__table__, Notification.__table__})
+_INSERTING: dict[tuple, object] = {}
+assert all((c.default is None or c.default.is_scalar) and c.server_default is None
+           for t in _DECISION_TABLES for c in t.columns), "_inserting fills in scalar defaults only"
+
+
+def _pending_decision_rows(session: Session) -> dict | None:
+    """The session's pending objects by table, when they are all it has to write, all of `_DECISION_TABLES`,
+    and the database is PostgreSQL; else None."""
+    if not session.new or session.dirty or session.deleted or session.get_bind().dialect.name != "postgresql":
+        return None
+    rows: dict = {}
+    for obj in session.new:
+        if obj.__table__ not in _DECISION_TABLES:
+            return None
+        rows.setdefault(obj.__table__, []).append(obj)
+    return rows
+
+
+def _inserting(session: Session, statement, rows: dict, params: dict):
+    """`statement` that also inserts `rows` ({table: [pending objects]}), built once per shape; adds their
+    values to `params` as the ORM would insert them (a generated key left to the database, an unset column
+    its default) and takes the objects out of the session, whose flush must not insert them again."""
+    shape = tuple(sorted((table.name, len(objs)) for table, objs in rows.items()))
+    for table, objs in rows.items():
+        for i, obj in enumerate(objs):
+            for column in table.columns:
+                if column is not table.autoincrement_column:
+                    value = obj.__dict__.get(column.key)
+                    if value is None and column.key not in obj.__dict__ and column.default is not None:
+                        value = column.default.arg
+                    params[f"{table.name}_{i}_{column.key}"] = value
+            session.expunge(obj)
+    key = (statement, shape)
+    if key not in _INSERTING:
+        with_rows = statement
+        for name, n in shape:
+            table = next(t for t in rows if t.name == name)
+            for i in range(n):  # a CTE per row: SQLAlchemy caches no multi-row VALUES, it would compile each time
+                values = {c.key: bindparam(f"{name}_{i}_{c.key}", type_=c.type) for c in table.columns
+                          if c is not table.autoincrement_column}
+                with_rows = with_rows.add_cte(table.insert().values(values).cte(f"new_{name}_{i}"))
+        _INSERTING[key] = with_rows
+    return _INSERTING[key]
 
 
 def track(session: Session, snap: dict) -> TrackedTicket | None:
@@ -238,7 +319,7 @@ def _track(session: Session, snap: dict) -> tuple[TrackedTicket | None, bool]:
     Events of one ticket travel on separate queues and may arrive out of order: only a newer
     version than the one applied moves the row and the counters."""
     solver_id = (snap.get("solver") or {}).get("id")
-    row = session.get(TrackedTicket, snap["id"], with_for_update=True)
+    row = _locked(session, TrackedTicket, snap["id"])
     if row is None:
         row = TrackedTicket(ticket_id=snap["id"], number=snap["number"], subject=snap["subject"][:200],
                             version=snap["version"], state=snap["state"], solver_id=solver_id,
@@ -265,10 +346,11 @@ def _move_expected_solver(session: Session, row: TrackedTicket, solver_id: str |
                           now: dt.datetime | None = None) -> None:
     """Count a decided assignment at once (a burst must not all go to the same 'least loaded' solver);
     the ticket_assigned event that follows carries the same solver and moves nothing."""
-    _apply_load(session, domain.load_change(row.solver_id, domain.is_open(row.state), solver_id,
-                                            domain.is_open(row.state)),
-                stamp=(solver_id, now) if solver_id and now else None)
-    row.solver_id = solver_id
+    deltas = domain.load_change(row.solver_id, domain.is_open(row.state), solver_id, domain.is_open(row.state))
+    row.solver_id = solver_id  # before the rows are written: a new ticket's row is inserted with its solver
+    # the rows written so far go first, so the counter's row lock (which concurrent decisions for the
+    # same solver queue on) is held for the commit only
+    _apply_load(session, deltas, stamp=(solver_id, now) if solver_id and now else None, after_pending=True)
 
 
 # ---------------------------------------------------------------- deciding
@@ -392,9 +474,7 @@ def _record(session: Session, outbox, tracked: TrackedTicket, settings: Settings
     ticket_label = f"{tracked.number} {tracked.subject}"
     if target is not None:
         _notify(session, target.email, *notices.assigned(_speaks(target, settings), ticket_label, decision.note), now)
-        # last before commit: the UPDATE flushes the rows above first, so the counter's row lock (which
-        # concurrent decisions for the same solver queue on) is held for the commit only
-        _move_expected_solver(session, tracked, target.id, now)
+        _move_expected_solver(session, tracked, target.id, now)  # last before commit: see there
         _count_in_flight(session, target.id)
     elif expect_solver is not None:
         _move_expected_solver(session, tracked, None)
@@ -473,11 +553,11 @@ def ticket_changed(session: Session, outbox, snap: dict, settings: Settings, now
     tracked, moved = _track(session, snap)
     solver = snap.get("solver")
     if solver or not domain.is_open(snap["state"]):
-        offer = session.get(OfferRow, snap["id"], with_for_update=True)
+        offer = _locked(session, OfferRow, snap["id"])
         if offer is not None and offer.state == "open":
             offer.state = "claimed" if solver else "closed"
             offer.claimed_by = solver and solver["id"]
-        decision = session.get(DecisionRow, snap["id"], with_for_update=True)
+        decision = _locked(session, DecisionRow, snap["id"])
         if decision is not None and decision.status in WAITING:
             decision.status = ASSIGNED if solver else SUPERSEDED
             if solver:
@@ -496,8 +576,8 @@ def _route_waiting(session: Session, outbox, tracked: TrackedTicket, settings: S
     waiting just as it does (it keeps its place in the queue, its offer and its expiry, and nobody is
     e-mailed again)."""
     # locks in one order everywhere: ticket, offer, decision (a claim settling locks offer then decision)
-    offer = session.get(OfferRow, tracked.ticket_id, with_for_update=True)
-    row = session.get(DecisionRow, tracked.ticket_id, with_for_update=True)
+    offer = _locked(session, OfferRow, tracked.ticket_id)
+    row = _locked(session, DecisionRow, tracked.ticket_id)
     if row is None or row.status not in WAITING:
         return None  # (no decision yet: ticket_created routes it first, by these facts)
     if offer is not None and offer.state == "claimed":
@@ -542,12 +622,18 @@ def stale_owed(session: Session, now: dt.datetime, stale_after: float, limit: in
                                 .order_by(DecisionRow.updated_at).limit(limit)).all())
 
 
-def carried_out(session: Session, ticket_id: int, ticket: dict | None, done: bool) -> None:
-    """Record the end of an owed RPC: done, or superseded by someone else's change (then resync the counters)."""
-    if done:  # the common case in one statement
-        session.execute(update(DecisionRow).where(DecisionRow.ticket_id == ticket_id)
-                        .where(DecisionRow.status == ASSIGNING).values(status=DecisionRow.next_status))
-        return None
+_DECISIONS = DecisionRow.__table__
+_CARRIED_OUT = (_DECISIONS.update().where(_DECISIONS.c.ticket_id == bindparam("ticket"))
+                .where(_DECISIONS.c.status == ASSIGNING).values(status=_DECISIONS.c.next_status))
+
+
+def carried_out(session: Session, ticket_id: int) -> None:
+    """Record that an owed RPC was made: the decision takes the status it waited for (one statement)."""
+    session.execute(_CARRIED_OUT, {"ticket": ticket_id})
+
+
+def superseded(session: Session, ticket_id: int, ticket: dict | None) -> None:
+    """Record that an owed RPC was not made since someone else changed the ticket (then resync the counters)."""
     row = session.get(DecisionRow, ticket_id, with_for_update=True)
     if row is None or row.status != ASSIGNING:
         return None
@@ -869,31 +955,37 @@ def solver(session: Session, solver_id: str) -> domain.Solver:
 
 # ---------------------------------------------------------------- e-mail
 
-def take_due_mail(session: Session, now: dt.datetime, lease_seconds: float = 60, limit: int = 50) -> list[Notification]:
-    """Lease due notifications (pushing their next attempt out) in one UPDATE, so replicas don't send one twice."""
-    ids = list(session.scalars(select(Notification.id).where(Notification.sent_at.is_(None))
-                               .where(Notification.failed.is_(False)).where(Notification.next_attempt_at <= now)
-                               .order_by(Notification.next_attempt_at).limit(limit)).all())
-    if not ids:
-        return []
-    taken = session.scalars(update(Notification).where(Notification.id.in_(ids))
-                            .where(Notification.next_attempt_at <= now).where(Notification.sent_at.is_(None))
-                            .values(next_attempt_at=now + dt.timedelta(seconds=lease_seconds))
-                            .returning(Notification.id)).all()
-    return list(session.scalars(select(Notification).where(Notification.id.in_(taken))).all())
+_MAIL = Notification.__table__
+_DUE_MAIL = (select(_MAIL.c.id).where(_MAIL.c.sent_at.is_(None)).where(_MAIL.c.failed.is_(False))
+             .where(_MAIL.c.next_attempt_at <= bindparam("now")).order_by(_MAIL.c.next_attempt_at)
+             .limit(bindparam("limit")))
+# the conditions again: a replica that leased a row meanwhile pushed its next attempt out, and this
+# UPDATE, after waiting for its lock, leaves the row alone
+_LEASE_MAIL = (_MAIL.update().where(_MAIL.c.id.in_(_DUE_MAIL.scalar_subquery()))
+               .where(_MAIL.c.next_attempt_at <= bindparam("now")).where(_MAIL.c.sent_at.is_(None))
+               .values(next_attempt_at=bindparam("until"))
+               .returning(_MAIL.c.id, _MAIL.c.to_addr, _MAIL.c.subject, _MAIL.c.body, _MAIL.c.attempts))
+_MAIL_SENT = (_MAIL.update().where(_MAIL.c.id.in_(bindparam("ids", expanding=True)))
+              .values(sent_at=bindparam("now"), attempts=_MAIL.c.attempts + 1))
 
 
-def mail_results(session: Session, results: list, settings: Settings, now: dt.datetime) -> dict:
-    """Record a batch of sending attempts [(id, error or None)]; returns how many were sent, retried, failed."""
-    counts = {"sent": 0, "retry": 0, "failed": 0}
-    sent = [i for i, error in results if error is None]
-    if sent:
-        session.execute(update(Notification).where(Notification.id.in_(sent))
-                        .values(sent_at=now, attempts=Notification.attempts + 1))
-        counts["sent"] = len(sent)
-    for notification_id, error in results:
-        if error is None:
-            continue
+def take_due_mail(session: Session, now: dt.datetime, lease_seconds: float = 60, limit: int = 50) -> list:
+    """Lease due notifications (pushing their next attempt out) in one UPDATE, so replicas don't send one twice;
+    rows of id, to_addr, subject, body and attempts."""
+    return session.execute(_LEASE_MAIL, {"now": now, "limit": limit,
+                                         "until": now + dt.timedelta(seconds=lease_seconds)}).all()
+
+
+def mail_sent(session: Session, ids: list[int], now: dt.datetime) -> None:
+    """Record notifications sent (one statement)."""
+    session.execute(_MAIL_SENT, {"ids": ids, "now": now})
+
+
+def mail_failed(session: Session, failures: list, settings: Settings, now: dt.datetime) -> dict:
+    """Record failed sending attempts [(id, error)]: retried later, or failed for good after the last attempt;
+    returns how many of each."""
+    counts = {"retry": 0, "failed": 0}
+    for notification_id, error in failures:
         row = session.get(Notification, notification_id)
         row.attempts += 1
         row.last_error = error[:1000]

@@ -75,6 +75,11 @@ class AssignmentService:
         with self.db.transaction() as session:
             return fn(session, *args)
 
+    def _one_statement(self, fn, *args):
+        """`_tx` for a use case that writes with one statement: no BEGIN and COMMIT round trips on PostgreSQL."""
+        with self.db.transaction(one_statement=True) as session:
+            return fn(session, *args)
+
     # ------------------------------------------------------------ ticket events
 
     @event_handler("tickets", "ticket_created")
@@ -322,7 +327,10 @@ class AssignmentService:
             log.warning("assigning ticket %s failed (attempt %d), will retry: %s", owed.ticket_id, owed.attempts + 1,
                         exc)
             return
-        self._tx(handlers.carried_out, owed.ticket_id, ticket, done)
+        if done:
+            self._one_statement(handlers.carried_out, owed.ticket_id)
+        else:
+            self._tx(handlers.superseded, owed.ticket_id, ticket)
         metrics.CARRIED_OUT.labels("done" if done else "superseded").inc()
 
     def _assign(self, owed):
@@ -369,21 +377,25 @@ class AssignmentService:
     def send_mail(self) -> None:
         """Send due notifications; a failure is counted and retried later, never raised."""
         while True:
-            batch = self._tx(handlers.take_due_mail, utcnow())
+            batch = self._one_statement(handlers.take_due_mail, utcnow())
             if not batch:
                 return
-            results = []
+            sent, failures = [], []
             for note in batch:
                 try:
                     self.mail.send(note.to_addr, note.subject, note.body)
-                    results.append((note.id, None))
+                    sent.append(note.id)
                 except Exception as exc:
                     error = f"{type(exc).__name__}: {exc}"
                     log.warning("e-mail to %s failed (attempt %d): %s", note.to_addr, note.attempts + 1, error)
-                    results.append((note.id, error))
-            for outcome, n in self._tx(handlers.mail_results, results, self.settings, utcnow()).items():
-                if n:
-                    metrics.MAILS.labels(outcome).inc(n)
+                    failures.append((note.id, error))
+            if sent:
+                self._one_statement(handlers.mail_sent, sent, utcnow())
+                metrics.MAILS.labels("sent").inc(len(sent))
+            if failures:
+                for outcome, n in self._tx(handlers.mail_failed, failures, self.settings, utcnow()).items():
+                    if n:
+                        metrics.MAILS.labels(outcome).inc(n)
 
 
 def _whole(value, field: str) -> int:

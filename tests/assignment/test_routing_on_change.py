@@ -1,6 +1,6 @@
 """Routing a waiting ticket again when its facts change, routing a ticket whose later events were handled before
-its ticket_created, and e-mails in each solver's language: the use cases against a real database (SQLite and
-PostgreSQL), with ticket snapshots as the ticket events carry them."""
+its ticket_created, what a first decision writes, and e-mails in each solver's language and their sending: the use
+cases against a real database (SQLite and PostgreSQL), with ticket snapshots as the ticket events carry them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from helpdesk.assignment import handlers
-from helpdesk.assignment.models import Base, DecisionRow, Notification, OfferRow, TrackedTicket
+from helpdesk.assignment.models import Base, DecisionRow, Notification, OfferRow, SolverLoad, TrackedTicket
 from helpdesk.common import db
 from helpdesk.common.outbox import OutboxWriter
 
@@ -213,3 +213,38 @@ def test_notices_are_in_the_solvers_language_else_in_the_services(sessions):
     english = _read(sessions, lambda s: s.scalars(select(Notification.subject)
                                                   .where(Notification.to_addr == "b@example.cz")).one())
     assert english.endswith(" is offered")
+
+
+def test_first_decisions_write_the_ticket_its_decision_the_e_mail_and_the_counter_each_once(sessions):
+    _given(sessions, account("a"), rules=[{"name": "Tiskárny", "category_id": PRINTERS, "chain": ["least_loaded"],
+                                           "pool": ["a"]}])
+    _created(sessions, _snap(1))  # the solver's first ticket: no counter row yet
+    _created(sessions, _snap(1, id=8, number="HD-2026-000008"))
+
+    def written(s):
+        load = s.get(SolverLoad, "a")
+        return (s.execute(select(TrackedTicket.ticket_id, TrackedTicket.solver_id)
+                          .order_by(TrackedTicket.ticket_id)).all(),
+                s.execute(select(DecisionRow.ticket_id, DecisionRow.status, DecisionRow.solver_id)
+                          .order_by(DecisionRow.ticket_id)).all(),
+                s.scalars(select(Notification.to_addr)).all(), load.open_tickets, load.last_assigned_at)
+
+    assert _read(sessions, written) == ([(7, "a"), (8, "a")], [(7, "assigning", "a"), (8, "assigning", "a")],
+                                        ["a@example.cz", "a@example.cz"], 2, NOW)
+
+
+def test_a_due_e_mail_is_leased_to_one_sender_and_once_sent_never_sent_again(sessions):
+    _given(sessions, account("a"), rules=[{"name": "Tiskárny", "category_id": PRINTERS, "chain": ["least_loaded"],
+                                           "pool": ["a"]}])
+    _created(sessions, _snap(1))
+
+    def take(at):
+        with db.transaction(sessions, one_statement=True) as session:
+            return handlers.take_due_mail(session, at)
+
+    batch = take(NOW)
+    assert [(n.to_addr, n.attempts) for n in batch] == [("a@example.cz", 0)]
+    assert take(NOW) == []  # leased: another sender leaves it alone
+    with db.transaction(sessions, one_statement=True) as session:
+        handlers.mail_sent(session, [n.id for n in batch], NOW)
+    assert take(NOW + dt.timedelta(hours=1)) == []  # sent: no lease ever takes it again
