@@ -119,9 +119,11 @@ class ReliableEventHandler(EventHandler):
 event_handler = ReliableEventHandler.decorator
 
 
-def _insert_new(session, table):
-    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (PostgreSQL or SQLite)."""
-    if session.get_bind().dialect.name == "postgresql":
+@functools.cache
+def _insert_new(table: Table, dialect: str):
+    """INSERT … ON CONFLICT DO NOTHING into `table` in the dialect (PostgreSQL or SQLite), its values bound
+    at execution: built once per table and dialect, not per event."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
@@ -146,8 +148,9 @@ def idempotent(method):
             with self.db.transaction() as session:
                 # one statement: a row already there (or being committed by another replica, which
                 # this waits for) means the event was handled
-                if not session.execute(_insert_new(session, table).values(
-                        event_id=event.event_id, handler=handler_name, processed_at=events.utcnow())).rowcount:
+                insert_new = _insert_new(table, session.get_bind().dialect.name)
+                if not session.execute(insert_new, {"event_id": event.event_id, "handler": handler_name,
+                                                    "processed_at": events.utcnow()}).rowcount:
                     raise _Duplicate()
                 result = method(self, session, event)
         except _Duplicate:
