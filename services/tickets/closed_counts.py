@@ -16,7 +16,9 @@ watermark `W`. The process remembers that number per database and filter ("befor
 and a call counts only what closed after `W` (an index range on `ix_tickets_closed_at`),
 moving `W` forward every `ADVANCE` by the closures in between. `W` stays `MARGIN` behind the
 clock, so a closing transaction still in flight when `W` passes its `closed_at` is not
-missed; any transaction that runs longer than `MARGIN` would be.
+missed; any transaction that runs longer than `MARGIN` would be. So would closed tickets
+written straight into the table with an old `closed_at` (an import of another helpdesk's
+history): processes that remember a filter see them after a restart.
 
 The filter key is the compiled WHERE clause with its parameters, so a moved category
 subtree, another actor's scope or another database is another key.
