@@ -256,11 +256,15 @@ def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None, afte
 
 # A first decision's new rows, all of these tables, and the one counter it moves are written by one statement
 # on PostgreSQL (the rows as data-modifying CTEs of the counter's UPDATE): one round trip where a flush
-# would make one per table, and none of the flush's bookkeeping
-_DECISION_TABLES = frozenset({TrackedTicket.__table__, DecisionRow.__table__, Notification.__table__})
+# would make one per table, and none of the flush's bookkeeping. (The flush events do not see these rows:
+# a common.cache.SharedCopy of one of these tables would have to be told of them.)
+_DECISION_MODELS = (TrackedTicket, DecisionRow, Notification)
+_DECISION_TABLES = frozenset(m.__table__ for m in _DECISION_MODELS)
 _INSERTING: dict[tuple, object] = {}
 assert all((c.default is None or c.default.is_scalar) and c.server_default is None
-           for t in _DECISION_TABLES for c in t.columns), "_inserting fills in scalar defaults only"
+           and m.__mapper__.get_property_by_column(c).key == c.key
+           for m in _DECISION_MODELS for c in m.__table__.columns), \
+    "_inserting reads each column from the attribute of its name and fills in scalar defaults only"
 
 
 def _pending_decision_rows(session: Session) -> dict | None:

@@ -72,6 +72,12 @@ def _text_part(part: Message, text: str, subtype: str) -> Message:
     return part
 
 
+def message_id_domain(mail_from: str) -> str:
+    """The domain of Message-IDs: the sender address's, also when HELPDESK_MAIL_FROM carries a display name
+    ("Helpdesk <helpdesk@firma.cz>")."""
+    return parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
+
+
 def rich_message(mail_from: str, to, subject: str, text: str, html: str | None = None, headers: dict | None = None,
                  *, date: str, message_id: str) -> EmailMessage:
     """The message as `EmailMessage` under policy.default builds it: what `compose` gives a reader too, at five
@@ -94,8 +100,7 @@ def rich_message(mail_from: str, to, subject: str, text: str, html: str | None =
 class MailSender:
     def __init__(self, config: Config):
         self.config = config
-        # the address alone: HELPDESK_MAIL_FROM may carry a display name ("Helpdesk <helpdesk@firma.cz>")
-        self._domain = parseaddr(config.mail_from)[1].rpartition("@")[2] or "localhost"
+        self._domain = message_id_domain(config.mail_from)
 
     def compose(self, to: list[str] | str, subject: str, text: str, html: str | None = None,
                 headers: dict | None = None) -> Message:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from helpdesk.common.db import DatabaseProvider
 from helpdesk.common.inbox import event_handler, idempotent
-from helpdesk.common.mail import Mail
+from helpdesk.common.mail import Mail, message_id_domain
 from helpdesk.common.observability import Observability
 from helpdesk.portal.accounts import is_staff
 from helpdesk.portal.i18n import translate
@@ -79,7 +79,7 @@ def thread_headers(cfg, event) -> dict:
     """Message-ID stable per event (a redelivered event sends the same one), References to the ticket's
     thread and Reply-To the support mailbox, so a reply threads in clients and finds its ticket in the
     e-mail intake (docs/mail.md)."""
-    domain = cfg.mail_from.rpartition("@")[2] or "localhost"
+    domain = message_id_domain(cfg.mail_from)
     ticket = event.payload["ticket"]
     message_id, root = thread_ids(ticket["id"], event.event_id, domain)
     headers = {"Message-ID": message_id, "References": root, "In-Reply-To": root}

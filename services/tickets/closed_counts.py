@@ -18,7 +18,9 @@ moving `W` forward every `ADVANCE` by the closures in between. `W` stays `MARGIN
 clock, so a closing transaction still in flight when `W` passes its `closed_at` is not
 missed; any transaction that runs longer than `MARGIN` would be. So would closed tickets
 written straight into the table with an old `closed_at` (an import of another helpdesk's
-history): processes that remember a filter see them after a restart.
+history), and closures stamped by a replica whose clock runs more than `MARGIN` behind
+the counting one's: processes that remember a filter see them after a restart. A database
+restored under the same URL needs that restart too.
 
 The filter key is the compiled WHERE clause with its parameters, so a moved category
 subtree, another actor's scope or another database is another key.

@@ -168,3 +168,15 @@ def test_an_address_with_non_ascii_characters_takes_the_old_build():
     assert [a.addr_spec for a in read["To"].addresses] == ["jiří@firma.cz", "jana@firma.cz"]
     assert read["To"].addresses[1].display_name == "Jana Nováková"
     assert (read["Subject"], read.get_content().strip()) == ("Přiřazen požadavek", "Dobrý den")
+
+
+def test_the_portals_thread_ids_take_the_domain_of_the_sender_address():
+    from types import SimpleNamespace
+
+    from helpdesk.portal.notifier import thread_headers
+
+    cfg = SimpleNamespace(mail_from="Helpdesk Firma <helpdesk@firma.cz>", mail_reply_to=None)
+    headers = thread_headers(cfg, SimpleNamespace(payload={"ticket": {"id": 7}}, event_id="e-1"))
+    assert headers["Message-ID"].endswith("@firma.cz>") and headers["References"].endswith("@firma.cz>")
+    assert sender("Helpdesk Firma <helpdesk@firma.cz>").compose("jana@firma.cz", "S", "T")["Message-ID"] \
+        .endswith("@firma.cz>")
