@@ -49,7 +49,8 @@ def one(body):
     with db.transaction(sessions) as s:
         turn = handlers.turn_ahead(s, ev.payload["ticket"])
     with db.transaction(sessions) as s:
-        s.execute(_insert_new(s, meta.tables["processed_events"]).values(event_id=ev.event_id, handler="h", processed_at=events.utcnow()))
+        s.execute(_insert_new(meta.tables["processed_events"], "postgresql"),
+                  {"event_id": ev.event_id, "handler": "h", "processed_at": events.utcnow()})
         routed = handlers.ticket_created(s, outbox, ev.payload["ticket"], settings, events.utcnow(), turn_hint=turn)
     with db.transaction(sessions, one_statement=True) as s:
         handlers.carried_out(s, routed.ticket_id)
@@ -59,7 +60,8 @@ def one(body):
         handlers.mail_sent(s, [n.id for n in batch], events.utcnow())
     ev = events.parse(_assigned(body, routed.owed))
     with db.transaction(sessions) as s:
-        s.execute(_insert_new(s, meta.tables["processed_events"]).values(event_id=ev.event_id, handler="c", processed_at=events.utcnow()))
+        s.execute(_insert_new(meta.tables["processed_events"], "postgresql"),
+                  {"event_id": ev.event_id, "handler": "c", "processed_at": events.utcnow()})
         handlers.ticket_changed(s, outbox, ev.payload["ticket"], settings, events.utcnow())
 
 

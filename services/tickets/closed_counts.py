@@ -57,10 +57,6 @@ class ClosedCounts:
         self._known: OrderedDict[tuple, tuple[dt.datetime, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def clear(self) -> None:
-        with self._lock:
-            self._known.clear()
-
     def _key(self, session: Session, where) -> tuple:
         bind = session.get_bind()
         if where is None:
