@@ -143,8 +143,16 @@ def one_level(args, port: int, token: str, db_url: str, clients: int, pids: dict
     meter = C.CpuMeter({**pids, "clients": [p.pid for p in client_procs]})
     time.sleep(max(0.0, measure_from - time.time()))
     meter.start()
+    spies = []
+    if args.profile:
+        from ticket_create import _profile  # py-spy on each process, as that bench samples its services
+
+        for group in ("portal", "tickets"):
+            spies += _profile(args.profile, pids[group], f"{group}-c{clients}-s{seed_base}", args.duration)
     time.sleep(max(0.0, end_at - time.time()))
     cpu = meter.stop()
+    for spy in spies:
+        spy.wait(30)
     samples, errors, last_error = [], 0, None
     for p in client_procs:
         res = json.loads(_expect(p, "RESULT"))
@@ -170,6 +178,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-workers", type=int, default=20, help="HELPDESK_MAX_WORKERS of each tickets process")
     p.add_argument("--client-procs", type=int, default=1, help="OS processes the clients are spread over")
     p.add_argument("--json", metavar="FILE", help="write all raw per-run results to FILE")
+    p.add_argument("--profile", metavar="DIR", help="py-spy the portal workers and tickets processes during each "
+                   "measured window (collapsed stacks into DIR; needs `.venv/bin/pip install py-spy`)")
     p.add_argument("--_client", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--token", help=argparse.SUPPRESS)

@@ -130,16 +130,30 @@ def session_factory(url: str) -> sessionmaker:
 _sqlite_writers: dict[str, Semaphore] = {}
 
 
-def _writer_lock(factory: sessionmaker):
+def _writer_lock(engine):
     """SQLite has one writer at a time: green threads queue for it here, cooperatively, instead of
     blocking the whole hub inside SQLite's busy wait. Other databases lock rows themselves."""
-    engine = factory.kw["bind"]
     if engine.dialect.name != "sqlite":
         return contextlib.nullcontext()
     key = str(engine.url)
     if key not in _sqlite_writers:
         _sqlite_writers[key] = Semaphore(1)
     return _sqlite_writers[key]
+
+
+@contextlib.contextmanager
+def _driver_autocommit(conn):
+    """psycopg2's own autocommit flag on `conn`'s driver connection for the block, set and cleared on the
+    client: SQLAlchemy's AUTOCOMMIT isolation level would cost a SET round trip on every return to the pool."""
+    dbapi = conn.connection.dbapi_connection
+    dbapi.autocommit = True
+    try:
+        yield
+    finally:
+        try:
+            dbapi.autocommit = False
+        except Exception:  # a broken connection: never back to the pool in autocommit
+            conn.invalidate()
 
 
 @contextlib.contextmanager
@@ -156,28 +170,31 @@ def transaction(factory: sessionmaker, one_statement: bool = False):
         session.info["one_statement"] = True
         try:
             with session.begin():
-                # psycopg2's own flag, set and cleared on the client: SQLAlchemy's AUTOCOMMIT isolation level
-                # would cost a SET round trip on every return to the pool
-                conn = session.connection()
-                dbapi = conn.connection.dbapi_connection
-                dbapi.autocommit = True
-                try:
+                with _driver_autocommit(session.connection()):
                     yield session
-                finally:
-                    try:
-                        dbapi.autocommit = False
-                    except Exception:  # a broken connection: never back to the pool in autocommit
-                        conn.invalidate()
         finally:
             session.close()
         return
-    with _writer_lock(factory):
+    with _writer_lock(engine):
         session = factory()
         try:
             with session.begin():
                 yield session
         finally:
             session.close()
+
+
+@contextlib.contextmanager
+def statements(engine):
+    """A plain Core connection, without a session, for work whose every write is one statement atomic by itself
+    (a lookup and perhaps one UPDATE). PostgreSQL: autocommit, so no BEGIN and COMMIT round trips; SQLite:
+    one transaction under the writer lock, as `transaction` takes it."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn, _driver_autocommit(conn):
+            yield conn
+        return
+    with _writer_lock(engine), engine.begin() as conn:
+        yield conn
 
 
 def migrate(url: str, script_location: str, revision: str = "head") -> None:

@@ -43,9 +43,10 @@ def _authenticate() -> None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise NotAuthenticated("send a personal API token: Authorization: Bearer <token>")
-    # one SELECT (and, every few minutes, one UPDATE of last_used_at): no BEGIN and COMMIT round trips
-    with portal().transaction(one_statement=True) as s:
-        g.account = accounts.account_for_api_token(s, secret.strip())
+    # one SELECT (and, every few minutes, one UPDATE of last_used_at) on a plain connection: no session, and
+    # no BEGIN and COMMIT round trips
+    with portal().statements() as conn:
+        g.account = accounts.account_for_api_token(conn, secret.strip())
 
 
 _SCHEMAS: dict[type, object] = {}  # one instance per schema class: stateless once built, costly to build

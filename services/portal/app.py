@@ -56,6 +56,9 @@ class Portal:
     def transaction(self, one_statement: bool = False):
         return db.transaction(self.sessions, one_statement)
 
+    def statements(self):
+        return db.statements(self.sessions.kw["bind"])
+
 
 def portal() -> Portal:
     from flask import current_app

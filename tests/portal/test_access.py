@@ -166,7 +166,27 @@ def test_personal_api_token_is_shown_once_stored_hashed_and_revocable(app, clien
     api = app.test_client()
     headers = {"Authorization": f"Bearer {secret}"}
     assert api.get("/api/me", headers=headers).json["email"] == "requester@example.cz"
+    with portal_db() as s:
+        used = s.get(ApiToken, token_id).last_used_at
+        assert used is not None  # the first use is written down ...
+    assert api.get("/api/me", headers=headers).status_code == 200
+    with portal_db() as s:
+        assert s.get(ApiToken, token_id).last_used_at == used  # ... and the next within minutes is not
     assert post(client, "/me", {"action": "revoke_token", "token_id": token_id}).status_code == 200
+    response = api.get("/api/me", headers=headers)
+    assert response.status_code == 401 and response.mimetype == "application/problem+json"
+    assert "revoked" in response.json["detail"]
+
+
+def test_a_deactivated_accounts_api_token_is_refused(app, client_for, people, portal_db):
+    import re
+
+    page = post(client_for("requester"), "/me", {"action": "create_token", "name": "skript"}).get_data(as_text=True)
+    headers = {"Authorization": "Bearer " + re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)}
+    api = app.test_client()
+    assert api.get("/api/me", headers=headers).status_code == 200
+    response = post(client_for("admin"), f"/admin/users/{people['requester']['id']}", {"action": "deactivate"})
+    assert response.status_code == 302
     response = api.get("/api/me", headers=headers)
     assert response.status_code == 401 and response.mimetype == "application/problem+json"
 

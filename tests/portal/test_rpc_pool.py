@@ -32,3 +32,26 @@ def test_the_first_failure_of_calls_made_at_once_is_raised(tickets, config):
         with pytest.raises(NotFound):
             rpc.call_many([("tickets", "list_categories", {}),
                            ("tickets", "get_ticket", {"actor": REQUESTER, "ticket_id": 999999})])
+
+
+def test_replies_are_taken_without_acknowledgements_and_leave_nothing_behind(tickets, config):
+    import subprocess
+
+    vhost = config.amqp_uri.rsplit("/", 1)[1]
+
+    def reply_queues() -> list[list[str]]:
+        out = subprocess.run(["rabbitmqctl", "-q", "list_consumers", "-p", vhost, "queue_name", "ack_required"],
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+        return [line.split("\t") for line in out.splitlines()[1:] if line.startswith("rpc.reply-")]
+
+    with rpc_pools() as pool:
+        rpc = pool(config, size=2, timeout=10)
+        created = rpc.call_many([("tickets", "create_ticket", {"actor": REQUESTER, "data": {**DATA, "subject": s}})
+                                 for s in ("A", "B", "C")])
+        assert [t["subject"] for t in created] == ["A", "B", "C"]
+        consumers = reply_queues()
+        assert len(consumers) == 2 and all(ack == "false" for _name, ack in consumers)
+        out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+        left = [line.split("\t") for line in out.splitlines()[1:] if line.startswith("rpc.reply-")]
+        assert left and all(count == "0" for _name, count in left)
