@@ -29,7 +29,7 @@ from kombu import Connection, Producer
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text,
-                        select, update)
+                        bindparam, select, update)
 
 from helpdesk.common import db, events
 from helpdesk.common.db import UTCDateTime
@@ -214,6 +214,7 @@ class Relay:
         self._running = False
         self._held_until = 0.0
         self._conn = None
+        self._built = None
 
     @contextlib.contextmanager
     def _tx(self):
@@ -306,40 +307,69 @@ class Relay:
                             .where(self.lease.c.holder == self.holder).values(holder=None, expires_at=0.0))
 
     def publish_pending(self) -> int:
-        """Publish one batch of unsent rows in id order; returns how many were sent.
+        """Publish unsent rows in id order until none are left or a batch's worth is out; returns how many.
 
+        Each chunk is marked sent once the broker confirmed it. On PostgreSQL marking a chunk
+        and reading the next are one statement: a busy relay makes one round trip a chunk.
         The lease is renewed before every chunk, so a relay that stalled past its lease
         stops as soon as it notices another relay took over.
         """
-        with self._tx() as session:
-            rows = session.execute(
-                select(self.outbox.c.id, self.outbox.c.source, self.outbox.c.event_type,
-                       self.outbox.c.body, self.outbox.c.committed_ts)
-                .where(self.outbox.c.sent_at.is_(None)).order_by(self.outbox.c.id).limit(self.batch)
-            ).all()
+        rows = self._unsent([])
         total = 0
-        for start in range(0, len(rows), self.chunk):
-            if start and not self.hold_lease():
+        while rows:
+            if total and not self.hold_lease():
                 break
-            total += self._publish(rows[start:start + self.chunk])
+            chunk, rows = rows[:self.chunk], rows[self.chunk:]
+            self._publish(chunk)
+            total += len(chunk)
+            done = [r.id for r in chunk]
+            if rows or total >= self.batch:
+                self._mark(done)
+            else:
+                rows = self._unsent(done)
         return total
 
-    def _publish(self, rows) -> int:
-        """Publish a chunk, wait once for the broker to confirm all of it, then mark it sent."""
+    def _publish(self, rows) -> None:
+        """Publish a chunk and wait once for the broker to confirm all of it."""
         messages = []
         for row in rows:
             body = json.loads(row.body)
             messages.append((body, self._exchange(row.source), row.event_type,
                              {"nameko.correlation_id": body.get("correlation_id") or ""}, body["event_id"]))
         self.publisher.publish_confirmed(messages)
-        with self._tx() as session:
-            session.execute(update(self.outbox).where(self.outbox.c.id.in_([r.id for r in rows]))
-                            .where(self.outbox.c.sent_at.is_(None)).values(sent_at=events.utcnow()))
         now = time.time()
         for row in rows:
             OUTBOX_PUBLISHED.labels(self.service, row.event_type).inc()
             OUTBOX_LAG.labels(self.service).observe(max(0.0, now - row.committed_ts))
-        return len(rows)
+
+    def _mark(self, ids: list[int]) -> None:
+        with self._tx() as conn:
+            conn.execute(self._statements()[0], {"ids": ids, "now": events.utcnow()})
+
+    def _unsent(self, marking) -> list:
+        """The next unsent rows, after marking the confirmed `marking` ids sent: on PostgreSQL in one statement, whose
+        SELECT leaves those ids out by hand (to its snapshot the marking CTE's rows are still unsent)."""
+        _mark, unsent, mark_and_unsent = self._statements()
+        if marking and self.sessions.kw["bind"].dialect.name == "postgresql":
+            with self._tx() as conn:
+                return conn.execute(mark_and_unsent, {"ids": marking, "now": events.utcnow(),
+                                                      "batch": self.batch}).all()
+        if marking:
+            self._mark(marking)
+        with self._tx() as conn:
+            return conn.execute(unsent, {"batch": self.batch}).all()
+
+    def _statements(self):
+        """(mark, unsent, mark_and_unsent), built once per relay; parameters `ids`, `now`, `batch`."""
+        if self._built is None:
+            c = self.outbox.c
+            mark = (update(self.outbox).where(c.id.in_(bindparam("ids", expanding=True)))
+                    .where(c.sent_at.is_(None)).values(sent_at=bindparam("now")))
+            unsent = (select(c.id, c.source, c.event_type, c.body, c.committed_ts)
+                      .where(c.sent_at.is_(None)).order_by(c.id).limit(bindparam("batch")))
+            self._built = (mark, unsent, unsent.where(c.id.not_in(bindparam("ids", expanding=True)))
+                           .add_cte(mark.returning(c.id).cte("marked")))
+        return self._built
 
     def backlog(self) -> int:
         from sqlalchemy import func

@@ -101,6 +101,28 @@ def test_events_of_one_ticket_leave_in_the_order_they_were_committed(config, eve
     assert [e["payload"]["comment"]["body"] for e in events[1:]] == ["první", "druhá", "třetí"]
 
 
+def test_rows_committed_while_a_chunk_is_out_go_in_the_same_pass_and_every_row_is_marked_once(config, event_log):
+    log = event_log("tickets")
+    _create(config, 2)
+    relay = _relay(config)
+    publish, chunks = relay.publisher.publish_confirmed, []
+
+    def publish_while_more_commit(messages):
+        publish(messages)
+        chunks.append(len(messages))
+        if len(chunks) == 1:
+            _create(config, 3)  # committed while the first chunk was with the broker
+
+    relay.publisher.publish_confirmed = publish_while_more_commit
+    assert relay.run_once() == 5
+    assert chunks == [2, 3]  # marking the first chunk read the second: nothing published twice
+    assert _unsent(config) == 0
+    assert relay.run_once() == 0
+    events = log.wait_for(5)
+    eventlet.sleep(0.3)
+    assert len(log.drain()) == 5 and len({e["event_id"] for e in events}) == 5
+
+
 def test_relay_without_lease_publishes_nothing(config, event_log):
     log = event_log("tickets")
     _create(config, 2)
