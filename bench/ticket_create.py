@@ -4,8 +4,9 @@ What it measures
     For each run: a fresh PostgreSQL database (migrated), a private RabbitMQ vhost, and
     `--replicas` tickets services started as separate OS processes (`helpdesk run tickets`).
     Then, for each client count C in `--clients`, C concurrent RPC clients - green threads,
-    each with its own nameko ClusterRpcProxy, spread over `--client-procs` OS processes -
-    call `tickets.create_ticket` in a closed loop for `--warmup` + `--duration` seconds.
+    each with its own nameko ClusterRpcProxy as the portal calls (`helpdesk.common.rpc.cluster_proxy`:
+    replies without acks), spread over `--client-procs` OS processes - call `tickets.create_ticket`
+    in a closed loop for `--warmup` + `--duration` seconds.
     Only the calls that complete after the warm-up count. Printed per client count:
 
     * throughput: created tickets per second;
@@ -84,15 +85,14 @@ def client_main(args) -> int:
     import eventlet
 
     eventlet.monkey_patch()
-    from nameko.standalone.rpc import ClusterRpcProxy
-
     from helpdesk.common import config as config_module
+    from helpdesk.common.rpc import cluster_proxy
 
     cfg = config_module.load({"HELPDESK_AMQP_URI": args.amqp_uri})
     categories = [int(x) for x in args.categories.split(",") if x]
     proxies = []
     for _ in range(args.threads):
-        p = ClusterRpcProxy(cfg.nameko(), timeout=60)
+        p = cluster_proxy(cfg.nameko(), timeout=60)
         proxies.append((p, p.start()))
     print("READY", flush=True)
     go = sys.stdin.readline().split()  # GO <start_at> <measure_from> <end_at>

@@ -178,13 +178,12 @@ def run(cfg, names: list[str], demo: bool) -> int:
 
 
 def list_tickets(cfg, args) -> int:
-    from nameko.standalone.rpc import ClusterRpcProxy
-
+    from helpdesk.common.rpc import cluster_proxy
     from helpdesk.demo import ADMIN
     from helpdesk.tickets.domain import STATE_LABELS
 
     query = {"limit": args.limit, "state": args.state, "text": args.text}
-    with ClusterRpcProxy(cfg.nameko(), timeout=10) as rpc:
+    with cluster_proxy(cfg.nameko(), timeout=10) as rpc:
         page = rpc.tickets.list_tickets(actor=ADMIN, query={k: v for k, v in query.items() if v})
         counts = rpc.tickets.count_by_state(actor=ADMIN, query={})
     for t in page["items"]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import random
 
-from nameko.standalone.rpc import ClusterRpcProxy
+from helpdesk.common.rpc import cluster_proxy
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def load(cfg, seed: int = 2026) -> int:
     from helpdesk.portal import demo as portal_demo  # sign-ins for these people (docs/portal.md)
 
     portal_demo.load_accounts(cfg, [ADMIN, DISPATCHER, *SOLVERS, *REQUESTERS])
-    with ClusterRpcProxy(cfg.nameko(), timeout=30) as rpc:
+    with cluster_proxy(cfg.nameko(), timeout=30) as rpc:
         if rpc.tickets.list_categories(include_inactive=True):
             log.info("demo data already loaded")
             return 0

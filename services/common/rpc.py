@@ -8,14 +8,22 @@ callers' side) keep their confirms: with the `mandatory` flag they are what tell
 caller at once that no instance of a service is running.
 
 Use `api = rpc(expected_exceptions=EXPECTED)` as with `nameko.rpc.rpc`.
+
+Callers outside a service (the portal, the command line, benchmarks) use `cluster_proxy`:
+nameko's standalone `ClusterRpcProxy` with replies taken without acknowledgements.
 """
 from __future__ import annotations
 
+import contextlib
+
+from kombu import Consumer
+from kombu.common import maybe_declare
 from nameko.amqp.publish import Publisher
 from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER,
                               LOGIN_METHOD_CONFIG_KEY, SERIALIZER_CONFIG_KEY)
 from nameko import rpc as nameko_rpc
 from nameko.rpc import Responder, RpcConsumer, get_rpc_exchange
+from nameko.standalone.rpc import ClusterRpcProxy, PollingQueueConsumer, SingleThreadedReplyListener
 
 
 class _UnconfirmedPublisher(Publisher):
@@ -44,3 +52,36 @@ class Rpc(nameko_rpc.Rpc):
 
 
 rpc = Rpc.decorator
+
+
+class _UnackedReplies(PollingQueueConsumer):
+    """nameko's reply consumer, with replies taken without acknowledgements: one message less to the broker per
+    call. The reply queue is this client's own (exclusive, auto-delete), so an ack protects nothing: a reply lost
+    with a dropped connection is a timeout either way."""
+
+    def _setup_consumer(self):
+        if self.consumer is not None:
+            with contextlib.suppress(OSError):  # already gone with a dropped connection
+                self.consumer.cancel()
+        channel = self.connection.channel()
+        self.queue = self.queue.bind(channel)
+        maybe_declare(self.queue, channel)
+        consumer = Consumer(channel, queues=[self.queue], accept=self.accept, no_ack=True)
+        consumer.callbacks = [self.on_message]
+        consumer.consume()
+        self.consumer = consumer
+
+    def ack_message(self, msg):
+        pass
+
+
+class _UnackedReplyListener(SingleThreadedReplyListener):
+    def __init__(self, timeout=None):
+        super().__init__(timeout=timeout)
+        self.queue_consumer = _UnackedReplies(timeout=timeout)
+
+
+def cluster_proxy(nameko_config: dict, timeout: float | None = None) -> ClusterRpcProxy:
+    """nameko's standalone `ClusterRpcProxy` (start it, or use it as a context manager) whose replies come
+    without acknowledgements."""
+    return ClusterRpcProxy(nameko_config, timeout=timeout, reply_listener_cls=_UnackedReplyListener)

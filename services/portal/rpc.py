@@ -8,20 +8,18 @@ broker down) becomes `ServiceUnavailable`, which the portal answers with 503.
 """
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import time
 
 from eventlet import GreenPile
 from eventlet.queue import LightQueue
-from kombu import Connection, Consumer
-from kombu.common import maybe_declare
+from kombu import Connection
 from nameko.exceptions import RpcTimeout, UnknownService
-from nameko.standalone.rpc import ClusterRpcProxy, PollingQueueConsumer, SingleThreadedReplyListener
 
 from helpdesk.common.errors import HelpdeskError
 from helpdesk.common.observability import current_correlation_id
+from helpdesk.common.rpc import cluster_proxy
 
 log = logging.getLogger(__name__)
 
@@ -32,36 +30,9 @@ class ServiceUnavailable(HelpdeskError):
     code = "service_unavailable"
 
 
-class _UnackedReplies(PollingQueueConsumer):
-    """nameko's reply consumer, with replies taken without acknowledgements: one message less to the broker per
-    call. The reply queue is this client's own (exclusive, auto-delete), so an ack protects nothing: a reply lost
-    with a dropped connection is a timeout either way."""
-
-    def _setup_consumer(self):
-        if self.consumer is not None:
-            with contextlib.suppress(OSError):  # already gone with a dropped connection
-                self.consumer.cancel()
-        channel = self.connection.channel()
-        self.queue = self.queue.bind(channel)
-        maybe_declare(self.queue, channel)
-        consumer = Consumer(channel, queues=[self.queue], accept=self.accept, no_ack=True)
-        consumer.callbacks = [self.on_message]
-        consumer.consume()
-        self.consumer = consumer
-
-    def ack_message(self, msg):
-        pass
-
-
-class _ReplyListener(SingleThreadedReplyListener):
-    def __init__(self, timeout=None):
-        super().__init__(timeout=timeout)
-        self.queue_consumer = _UnackedReplies(timeout=timeout)
-
-
 class _Client:
     def __init__(self, config: dict, timeout: float):
-        self.proxy = ClusterRpcProxy(config, timeout=timeout, reply_listener_cls=_ReplyListener)
+        self.proxy = cluster_proxy(config, timeout)
         self.cluster = self.proxy.start()
 
     def close(self) -> None:
