@@ -20,10 +20,10 @@ from kombu import Consumer
 from kombu.common import maybe_declare
 from nameko.amqp.publish import Publisher
 from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER,
-                              LOGIN_METHOD_CONFIG_KEY, SERIALIZER_CONFIG_KEY)
+                              LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT, SERIALIZER_CONFIG_KEY)
 from nameko import rpc as nameko_rpc
-from nameko.rpc import Responder, RpcConsumer, get_rpc_exchange
-from nameko.standalone.rpc import ClusterRpcProxy, PollingQueueConsumer, SingleThreadedReplyListener
+from nameko.rpc import MethodProxy, Responder, RpcConsumer, ServiceProxy, get_rpc_exchange
+from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy, PollingQueueConsumer, SingleThreadedReplyListener
 
 
 class _UnconfirmedPublisher(Publisher):
@@ -81,7 +81,44 @@ class _UnackedReplyListener(SingleThreadedReplyListener):
         self.queue_consumer = _UnackedReplies(timeout=timeout)
 
 
+class _Requests(Publisher):
+    """Requests as transient messages without publisher confirms. Not `mandatory` either: without confirms the
+    broker's return would come later, unasked, on a connection nobody reads. A request to a service that never
+    ran here is dropped and the call times out, as one to a stopped service always did."""
+
+    use_confirms = False
+    delivery_mode = NON_PERSISTENT
+
+    def publish(self, payload, **kwargs):
+        kwargs["mandatory"] = False
+        return super().publish(payload, **kwargs)
+
+
+class _MethodProxy(MethodProxy):
+    publisher_cls = _Requests
+
+
+class _ServiceProxy(ServiceProxy):
+    def __getattr__(self, name):
+        method = self.__dict__[name] = _MethodProxy(self.worker_ctx, self.service_name, name, self.reply_listener,
+                                                   **self.options)
+        return method  # made once: the client is single-threaded, and its methods hold nothing between calls
+
+
+class _ClusterProxy(ClusterProxy):
+    def __getattr__(self, name):
+        if name not in self._proxies:
+            self._proxies[name] = _ServiceProxy(self._worker_ctx, name, self._reply_listener)
+        return self._proxies[name]
+
+
+class _ClusterRpcProxy(ClusterRpcProxy):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._proxy = _ClusterProxy(self._worker_ctx, self._reply_listener)
+
+
 def cluster_proxy(nameko_config: dict, timeout: float | None = None) -> ClusterRpcProxy:
-    """nameko's standalone `ClusterRpcProxy` (start it, or use it as a context manager) whose replies come
-    without acknowledgements."""
-    return ClusterRpcProxy(nameko_config, timeout=timeout, reply_listener_cls=_UnackedReplyListener)
+    """nameko's standalone `ClusterRpcProxy` (start it, or use it as a context manager), lighter on the broker:
+    requests transient and unconfirmed (`_Requests`), replies taken without acknowledgements."""
+    return _ClusterRpcProxy(nameko_config, timeout=timeout, reply_listener_cls=_UnackedReplyListener)
