@@ -18,7 +18,7 @@ from pathlib import Path
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, MetaData, TypeDecorator, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -195,6 +195,47 @@ def statements(engine):
         return
     with _writer_lock(engine), engine.begin() as conn:
         yield conn
+
+
+class Prepared:
+    """A Core statement that PostgreSQL parses and plans once per connection: `PREPARE` on a connection's first
+    use, `EXECUTE` by name after. For the hottest statements (the API token lookup, a ticket's creation, the
+    relay's read): their planning cost the server more than running them. Other dialects run the statement
+    as it is. Its parameters are values, not expanding lists (an array and `= ANY` instead of `IN`). Behind
+    a pooler that shares server sessions between clients (PgBouncer's transaction mode) prepared statements
+    don't work: point the services at PostgreSQL itself.
+
+    `execute(conn, params)` gives a result with the statement's column names; values come as the driver
+    gives them (bind processors run, result processors don't)."""
+
+    _known: dict[tuple[int, int], set[str]] = {}  # (id of the driver connection, backend pid) -> names prepared there
+
+    def __init__(self, name: str, statement):
+        self.name = name
+        self.statement = statement
+        self._sql = None
+
+    def execute(self, conn: Connection, params: dict):
+        if conn.dialect.name != "postgresql":
+            return conn.execute(self.statement, params)
+        if self._sql is None:
+            from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+
+            compiled = self.statement.compile(dialect=PGDialect_psycopg2(paramstyle="numeric_dollar"))
+            processors = compiled._bind_processors
+            self._order = [(key, processors.get(key)) for key in compiled.positiontup]
+            self._execute = f"EXECUTE {self.name}({', '.join(['%s'] * len(self._order))})" if self._order \
+                else f"EXECUTE {self.name}"
+            self._sql = compiled.string
+        dbapi = conn.connection.dbapi_connection
+        key = (id(dbapi), dbapi.get_backend_pid())
+        done = self._known.setdefault(key, set())
+        if self.name not in done:
+            with dbapi.cursor() as cursor:
+                cursor.execute(f"PREPARE {self.name} AS {self._sql}")
+            done.add(self.name)
+        values = tuple(params[k] if process is None else process(params[k]) for k, process in self._order)
+        return conn.exec_driver_sql(self._execute, values)
 
 
 def migrate(url: str, script_location: str, revision: str = "head") -> None:

@@ -28,8 +28,9 @@ from eventlet.event import Event as GreenEvent
 from kombu import Connection, Producer
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, any_,
                         bindparam, select, update)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from helpdesk.common import db, events
 from helpdesk.common.db import UTCDateTime
@@ -344,31 +345,39 @@ class Relay:
 
     def _mark(self, ids: list[int]) -> None:
         with self._tx() as conn:
-            conn.execute(self._statements()[0], {"ids": ids, "now": events.utcnow()})
+            self._statements()[0].execute(conn, {"ids": ids, "now": events.utcnow()})
 
     def _unsent(self, marking) -> list:
         """The next unsent rows, after marking the confirmed `marking` ids sent: on PostgreSQL in one statement, whose
         SELECT leaves those ids out by hand (to its snapshot the marking CTE's rows are still unsent)."""
         _mark, unsent, mark_and_unsent = self._statements()
-        if marking and self.sessions.kw["bind"].dialect.name == "postgresql":
+        if marking and mark_and_unsent is not None:
             with self._tx() as conn:
-                return conn.execute(mark_and_unsent, {"ids": marking, "now": events.utcnow(),
+                return mark_and_unsent.execute(conn, {"ids": marking, "now": events.utcnow(),
                                                       "batch": self.batch}).all()
         if marking:
             self._mark(marking)
         with self._tx() as conn:
-            return conn.execute(unsent, {"batch": self.batch}).all()
+            return unsent.execute(conn, {"batch": self.batch}).all()
 
     def _statements(self):
-        """(mark, unsent, mark_and_unsent), built once per relay; parameters `ids`, `now`, `batch`."""
+        """(mark, unsent, mark_and_unsent or None) as `db.Prepared`, built once per relay; parameters `ids`, `now`,
+        `batch`. PostgreSQL: prepared on the relay's connection, the ids an array."""
         if self._built is None:
             c = self.outbox.c
-            mark = (update(self.outbox).where(c.id.in_(bindparam("ids", expanding=True)))
-                    .where(c.sent_at.is_(None)).values(sent_at=bindparam("now")))
             unsent = (select(c.id, c.source, c.event_type, c.body, c.committed_ts)
                       .where(c.sent_at.is_(None)).order_by(c.id).limit(bindparam("batch")))
-            self._built = (mark, unsent, unsent.where(c.id.not_in(bindparam("ids", expanding=True)))
-                           .add_cte(mark.returning(c.id).cte("marked")))
+            if self.sessions.kw["bind"].dialect.name == "postgresql":
+                ids = bindparam("ids", type_=ARRAY(BigInteger))
+                mark = update(self.outbox).where(c.id == any_(ids)).where(c.sent_at.is_(None)) \
+                    .values(sent_at=bindparam("now"))
+                self._built = (db.Prepared("outbox_mark", mark), db.Prepared("outbox_unsent", unsent),
+                               db.Prepared("outbox_mark_and_unsent", unsent.where(~(c.id == any_(ids)))
+                                           .add_cte(mark.returning(c.id).cte("marked"))))
+            else:
+                mark = (update(self.outbox).where(c.id.in_(bindparam("ids", expanding=True)))
+                        .where(c.sent_at.is_(None)).values(sent_at=bindparam("now")))
+                self._built = (db.Prepared("outbox_mark", mark), db.Prepared("outbox_unsent", unsent), None)
         return self._built
 
     def backlog(self) -> int:

@@ -17,6 +17,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from helpdesk.common import db
 from helpdesk.common.errors import Conflict, Forbidden, HelpdeskError, NotFound, ValidationFailed
 from helpdesk.common.events import utcnow
 from helpdesk.common.vocabulary import (ADMIN, DISPATCHER, MANAGER, ORG_MANAGER, REQUESTER, SOLVER,
@@ -380,10 +381,10 @@ def revoke_api_token(session: Session, account: Account, token_id: str) -> None:
         row.revoked_at = utcnow()
 
 
-_TOKEN_LOOKUP = (select(ApiToken.id.label("token_id"), ApiToken.revoked_at.label("token_revoked_at"),
-                        ApiToken.last_used_at.label("token_last_used_at"), *Account.__table__.c)
-                 .outerjoin(Account, Account.id == ApiToken.account_id)
-                 .where(ApiToken.token_hash == bindparam("token_hash")))
+_TOKEN_LOOKUP = db.Prepared("portal_token_lookup", select(
+    ApiToken.id.label("token_id"), ApiToken.revoked_at.label("token_revoked_at"),
+    ApiToken.last_used_at.label("token_last_used_at"), *Account.__table__.c)
+    .outerjoin(Account, Account.id == ApiToken.account_id).where(ApiToken.token_hash == bindparam("token_hash")))
 _TOKEN_USED = update(ApiToken).where(ApiToken.id == bindparam("token_id")).values(last_used_at=bindparam("at"))
 _ACCOUNT_KEYS = tuple(c.key for c in Account.__table__.c)
 assert all(getattr(Account, k).property.columns[0] is Account.__table__.c[k] for k in _ACCOUNT_KEYS), \
@@ -391,10 +392,10 @@ assert all(getattr(Account, k).property.columns[0] is Account.__table__.c[k] for
 
 
 def account_for_api_token(conn: Connection, secret: str) -> Account:
-    """The active account of a personal API token, on a plain connection (`db.statements`): one prebuilt
+    """The active account of a personal API token, on a plain connection (`db.statements`): one prepared
     SELECT per API request, and one UPDATE of `last_used_at` at most every few minutes. The answer is a
     transient Account: read it; open a session to change the account."""
-    found = conn.execute(_TOKEN_LOOKUP, {"token_hash": _digest(secret or "")}).first()
+    found = _TOKEN_LOOKUP.execute(conn, {"token_hash": _digest(secret or "")}).first()
     if found is None or found.token_revoked_at is not None:
         raise NotAuthenticated("unknown or revoked API token")
     if found.id is None or not found.active:

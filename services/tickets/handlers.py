@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, or_, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from helpdesk.common import db
 from helpdesk.common.cache import SharedCopy
 from helpdesk.common.dumps import dumper
 from helpdesk.common.errors import Conflict, NotFound, ValidationFailed
@@ -270,7 +271,7 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, pre
         row["id"], value = _pg_next_ids(session, year)
         row["number"] = domain.format_number(prefix, year, value)
         [envelope], [event_row] = outbox.rows([("ticket_created", row["id"], _created(session, row, actor))])
-        conn.execute(_pg_create(outbox.outbox), {**_bound("t_", row), **_bound("o_", event_row), **_bound(
+        _pg_create(outbox.outbox).execute(conn, {**_bound("t_", row), **_bound("o_", event_row), **_bound(
             "h_", {**history, "ticket_id": row["id"], "new": row["number"]})})
         outbox.written(session)
     else:
@@ -297,16 +298,16 @@ _PG_CREATE: dict[str, object] = {}
 
 def _pg_create(outbox_table) -> object:
     """PostgreSQL: INSERT the ticket and its history row (data-modifying CTEs) and the event's outbox row, in one
-    statement built once; parameters `t_<column>`, `h_<column>`, `o_<column>`."""
+    statement built once and prepared on each connection; parameters `t_<column>`, `h_<column>`, `o_<column>`."""
     if outbox_table.name not in _PG_CREATE:
         def values(table, prefix, skip=("id",)):
             return {c.name: bindparam(prefix + c.name, type_=c.type) for c in table.columns if c.name not in skip}
 
         tickets, history = Ticket.__table__, History.__table__
-        _PG_CREATE[outbox_table.name] = (
+        _PG_CREATE[outbox_table.name] = db.Prepared(f"tickets_create_{outbox_table.name}", (
             outbox_table.insert().values(values(outbox_table, "o_", skip=("id", "sent_at")))
             .add_cte(tickets.insert().values(values(tickets, "t_", skip=())).cte("new_ticket"))
-            .add_cte(history.insert().values(values(history, "h_")).cte("new_history")))
+            .add_cte(history.insert().values(values(history, "h_")).cte("new_history"))))
     return _PG_CREATE[outbox_table.name]
 
 

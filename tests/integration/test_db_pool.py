@@ -72,3 +72,43 @@ def test_a_one_statement_unit_runs_in_autocommit_and_leaves_its_connection_trans
             raise RuntimeError("roll back")
     with db.transaction(sessions) as session:
         assert session.execute(text("SELECT count(*) FROM one_statement_probe")).scalar() == 1
+
+
+@pytest.mark.postgresql
+def test_a_prepared_statement_is_planned_once_a_connection_and_survives_rollbacks_and_new_connections(pg_url,
+                                                                                                      monkeypatch):
+    import datetime as dt
+
+    from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, insert, select
+
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.2)
+    table = Table("prepared_probe", MetaData(), Column("id", Integer, primary_key=True), Column("name", String(20)),
+                  Column("at", db.UTCDateTime()))
+    engine = db.get_engine(pg_url)
+    table.metadata.create_all(engine)
+    add = db.Prepared("probe_add", insert(table).values(name=bindparam("name"), at=bindparam("at")))
+    named = db.Prepared("probe_named", select(table.c.id, table.c.name, table.c.at)
+                        .where(table.c.name == bindparam("name")).order_by(table.c.id))
+    at = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+
+    with db.statements(engine) as conn:
+        add.execute(conn, {"name": "Jana", "at": at})
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        prepared = conn.exec_driver_sql("SELECT name FROM pg_prepared_statements ORDER BY name").scalars().all()
+        assert prepared == ["probe_add"]
+    with engine.connect() as conn:  # in a transaction that rolls back: the statement stays prepared
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == pid
+        add.execute(conn, {"name": "Petr", "at": at})
+        conn.rollback()
+    with db.statements(engine) as conn:
+        add.execute(conn, {"name": "Jana", "at": at})
+        rows = named.execute(conn, {"name": "Jana"}).all()
+    assert [(r.name, r.at) for r in rows] == [("Jana", at), ("Jana", at)]  # the bind processor ran: UTC, same instant
+    assert rows[0].at.utcoffset() == dt.timedelta(0)
+
+    _terminate(pg_url, pid)  # a new connection, with nothing prepared on it
+    time.sleep(0.3)
+    with db.statements(engine) as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+        assert [r.name for r in named.execute(conn, {"name": "Jana"})] == ["Jana", "Jana"]
+        assert named.execute(conn, {"name": "Petr"}).all() == []  # the rolled-back row never was
