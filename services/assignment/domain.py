@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import attrgetter, eq
 
 from helpdesk.common.contracts.assignment import WORK_MODES
 from helpdesk.common.vocabulary import CHANNELS, CLOSED, DISPATCHER, PRIORITIES, RESOLVED, SOLVER
@@ -238,13 +240,16 @@ def _least_loaded(candidates: list[Solver], rng: random.Random, loads) -> tuple[
     """Fewest open tickets (the solver and the count); a tie goes to a random one of them, so replicas and
     concurrent workers deciding at the same moment (each not yet seeing the others' choices) spread out
     instead of piling on one."""
+    # map and compress loop in C: this runs for every candidate on every decision
     if loads is None:
-        counts = [s.open_tickets for s in candidates]
+        counts = list(map(_OPEN_TICKETS, candidates))
     else:
-        get = loads.get  # straight to the mapping: this runs for every candidate on every decision
-        counts = [get(s.id, 0) for s in candidates]
+        counts = list(map(loads.get, map(_ID, candidates), repeat(0)))
     fewest = min(counts)
-    return rng.choice([s for s, n in zip(candidates, counts) if n == fewest]), fewest
+    return rng.choice(list(compress(candidates, map(eq, counts, repeat(fewest))))), fewest
+
+
+_ID, _OPEN_TICKETS = attrgetter("id"), attrgetter("open_tickets")
 
 
 def _guarantor(ticket: TicketFacts, contract: ContractFacts | None, solvers, now, exclude,

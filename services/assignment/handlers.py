@@ -1,7 +1,8 @@
 """Use cases of the assignment service: one function per thing that can happen, each inside the caller's transaction.
 
 Each function takes the open session (and the outbox writer where it emits events),
-asks domain.py what to do, and writes the result. None of them talks to another
+asks domain.py what to do, and writes the result (a use case that writes with one statement
+takes a plain connection, `db.statements`). None of them talks to another
 service: what needs the tickets RPC (carrying a decision out, a claim) is recorded
 here and done by service.py after commit, so the decision path never waits on the bus.
 """
@@ -15,10 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, literal_column, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from helpdesk.common import events
+from helpdesk.common import db, events
 from helpdesk.common.cache import SharedCopy
 from helpdesk.common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from helpdesk.common.vocabulary import DISPATCHER, SOLVER
@@ -129,17 +131,22 @@ def _count_in_flight(session: Session, solver_id: str) -> None:
     """Count a decided ticket as the solver's until its transaction ends (commit or rollback)."""
     pending = _in_flight(session)
     pending[solver_id] += 1
+    # settled by the listeners below: listening on the session itself would cost a per-session copy of its
+    # event dispatch on every decision
+    session.info.setdefault(_IN_FLIGHT_KEY, []).append((pending, solver_id))
 
-    settled = []
 
-    def settle(_session):
-        if not settled:
-            settled.append(True)
-            pending[solver_id] -= 1
-            if pending[solver_id] <= 0:
-                del pending[solver_id]
-    sa_event.listen(session, "after_commit", settle, once=True)
-    sa_event.listen(session, "after_rollback", settle, once=True)
+_IN_FLIGHT_KEY = "assignment_in_flight"
+
+
+@sa_event.listens_for(Session, "after_commit")
+@sa_event.listens_for(Session, "after_rollback")
+def _settle_in_flight(session: Session) -> None:
+    """The transaction ended (whichever comes first, once): its decisions no longer count as in flight."""
+    for pending, solver_id in session.info.pop(_IN_FLIGHT_KEY, ()):
+        pending[solver_id] -= 1
+        if pending[solver_id] <= 0:
+            del pending[solver_id]
 
 
 class _Loads(Mapping):
@@ -153,10 +160,10 @@ class _Loads(Mapping):
     def _read(self) -> dict:
         if self._counts is None:
             # straight from the driver's cursor: a thousand rows cost a third of what result rows do
-            cursor = self._session.connection().connection.cursor()
+            conn = self._session.connection()
+            cursor = conn.connection.cursor()
             try:
-                cursor.execute("SELECT solver_id, open_tickets FROM solver_load")
-                self._counts = dict(cursor.fetchall())
+                self._counts = _read_counters(cursor, conn.dialect.name == "postgresql")
             finally:
                 cursor.close()
             for solver_id, n in _in_flight(self._session).items():
@@ -177,6 +184,31 @@ class _Loads(Mapping):
 
     def __len__(self):
         return len(self._read())
+
+
+# On PostgreSQL the counters come as two values, the solver ids joined in key order and the counts in the same
+# order: the ids stay the same from one decision to the next (until a solver gets a first counter row), so
+# their split is kept, and a decision makes a list of small ints and a dict of strings that know their hashes
+# instead of a thousand rows of new strings (half the CPU of reading the rows)
+_COUNTERS_JOINED = ("SELECT string_agg(solver_id, E'\\x1f'), array_agg(open_tickets) "
+                    "FROM (SELECT solver_id, open_tickets FROM solver_load ORDER BY solver_id) AS counters")
+_split_ids: list = [None, ()]  # the joined ids last read, and their split
+
+
+def _read_counters(cursor, postgresql: bool) -> dict:
+    """solver id -> open tickets, from the counter rows."""
+    if postgresql:
+        cursor.execute(_COUNTERS_JOINED)
+        joined, counts = cursor.fetchone()
+        if joined is None:
+            return {}
+        if joined != _split_ids[0]:
+            _split_ids[:] = joined, tuple(joined.split("\x1f"))
+        ids = _split_ids[1]
+        if len(ids) == len(counts):  # (else an id has the separator in it: rows it is)
+            return dict(zip(ids, counts))
+    cursor.execute("SELECT solver_id, open_tickets FROM solver_load")
+    return dict(cursor.fetchall())
 
 
 def loads(session: Session) -> Mapping:
@@ -213,12 +245,18 @@ _LOCKING_READS: dict = {}
 
 def _locked(session: Session, model, key):
     """`session.get(model, key, with_for_update=True)` by a statement built once per model (`get` builds its
-    SELECT on every call, and every ticket event locks a row or three)."""
+    SELECT on every call, and a re-routing on a change locks two rows)."""
     statement = _LOCKING_READS.get(model)
     if statement is None:
         statement = _LOCKING_READS[model] = (select(model).where(model.__mapper__.primary_key[0] == bindparam("key"))
                                              .with_for_update())
     return session.execute(statement, {"key": key}).scalar_one_or_none()
+
+
+def _inline(word: str):
+    """A fixed word of this module written into a statement's SQL (a `db.Prepared` statement takes every value
+    it binds from the parameters it is given)."""
+    return literal_column(f"'{word}'")
 
 
 # ---------------------------------------------------------------- counters
@@ -245,9 +283,10 @@ def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None, afte
         statement = _MOVE_LOAD
         if solver_id in stamps:
             statement, params["stamp"] = _MOVE_LOAD_STAMPED, stamps[solver_id]
-        if new_rows:  # (then the only counter)
-            statement = _inserting(session, statement, new_rows, params)
-        done = session.execute(statement, params).rowcount
+        if new_rows:  # (then the only counter; the session, its rows taken out, has nothing left to flush)
+            done = _inserting(session, statement, new_rows, params).execute(session.connection(), params).rowcount
+        else:
+            done = session.execute(statement, params).rowcount
         if not done:
             session.add(SolverLoad(solver_id=solver_id, open_tickets=deltas.get(solver_id, 0),
                                    last_assigned_at=stamps.get(solver_id)))
@@ -280,19 +319,33 @@ def _pending_decision_rows(session: Session) -> dict | None:
     return rows
 
 
+_INSERTED_COLUMNS: dict = {}
+
+
+def _inserted_columns(table, i: int) -> tuple:
+    """(attribute, parameter name, has a default, the default) of each column `_inserting` writes for row `i` of
+    `table` (all but a generated key)."""
+    found = _INSERTED_COLUMNS.get((table, i))
+    if found is None:
+        found = _INSERTED_COLUMNS[(table, i)] = tuple(
+            (c.key, f"{table.name}_{i}_{c.key}", c.default is not None, None if c.default is None else c.default.arg)
+            for c in table.columns if c is not table.autoincrement_column)
+    return found
+
+
 def _inserting(session: Session, statement, rows: dict, params: dict):
-    """`statement` that also inserts `rows` ({table: [pending objects]}), built once per shape; adds their
-    values to `params` as the ORM would insert them (a generated key left to the database, an unset column
-    its default) and takes the objects out of the session, whose flush must not insert them again."""
+    """`statement` that also inserts `rows` ({table: [pending objects]}), built once per shape (a `db.Prepared`);
+    adds their values to `params` as the ORM would insert them (a generated key left to the database, an unset
+    column its default) and takes the objects out of the session, whose flush must not insert them again."""
     shape = tuple(sorted((table.name, len(objs)) for table, objs in rows.items()))
     for table, objs in rows.items():
         for i, obj in enumerate(objs):
-            for column in table.columns:
-                if column is not table.autoincrement_column:
-                    value = obj.__dict__.get(column.key)
-                    if value is None and column.key not in obj.__dict__ and column.default is not None:
-                        value = column.default.arg
-                    params[f"{table.name}_{i}_{column.key}"] = value
+            state = obj.__dict__
+            for key, name, has_default, default in _inserted_columns(table, i):
+                value = state.get(key)
+                if value is None and has_default and key not in state:
+                    value = default
+                params[name] = value
             session.expunge(obj)
     key = (statement, shape)
     if key not in _INSERTING:
@@ -300,50 +353,61 @@ def _inserting(session: Session, statement, rows: dict, params: dict):
         for name, n in shape:
             table = next(t for t in rows if t.name == name)
             for i in range(n):  # a CTE per row: SQLAlchemy caches no multi-row VALUES, it would compile each time
-                values = {c.key: bindparam(f"{name}_{i}_{c.key}", type_=c.type) for c in table.columns
-                          if c is not table.autoincrement_column}
+                values = {key: bindparam(param, type_=table.c[key].type)
+                          for key, param, _, _ in _inserted_columns(table, i)}
                 with_rows = with_rows.add_cte(table.insert().values(values).cte(f"new_{name}_{i}"))
-        _INSERTING[key] = with_rows
+        _INSERTING[key] = db.Prepared(f"assignment_first_decision_{len(_INSERTING)}", with_rows)
     return _INSERTING[key]
 
 
 def track(session: Session, snap: dict) -> TrackedTicket | None:
     """Apply a ticket snapshot from any ticket event; returns the row, or None for an out-of-date snapshot."""
-    return _track(session, snap)[0]
+    new, applied, _ = _apply_snapshot(session, snap)
+    return new if new is not None else _tracked_row(session, snap["id"]) if applied else None
 
 
-def _routing_facts(row: TrackedTicket) -> tuple:
-    """What rule matching and the work modes read of a ticket that a change may move (the channel never does)."""
-    return row.category_path, row.organisation_id, row.contract, row.priority
+_TRACKED = TrackedTicket.__table__
+# what rule matching and the work modes read of a ticket that a change may move (the channel never changes)
+_ROUTING_FACTS = ("category_path", "organisation_id", "contract", "priority")
+_LOCK_TRACKED = db.Prepared("assignment_lock_tracked", select(
+    _TRACKED.c.version, _TRACKED.c.state, _TRACKED.c.solver_id, *(_TRACKED.c[name] for name in _ROUTING_FACTS))
+    .where(_TRACKED.c.ticket_id == bindparam("ticket")).with_for_update())
+_UPDATE_TRACKED = db.Prepared("assignment_update_tracked", _TRACKED.update()  # every column a snapshot sets
+                              .where(_TRACKED.c.ticket_id == bindparam("ticket"))
+                              .values({c.key: bindparam(f"new_{c.key}") for c in _TRACKED.c if not c.primary_key}))
 
 
-def _track(session: Session, snap: dict) -> tuple[TrackedTicket | None, bool]:
-    """`track`, and whether the snapshot moved the routing facts of a ticket tracked before.
+def _apply_snapshot(session: Session, snap: dict) -> tuple[TrackedTicket | None, bool, bool]:
+    """Apply a ticket snapshot: (the new row, pending in the session, for a ticket not tracked before; whether
+    a tracked ticket's row took it; whether that moved its routing facts).
 
     Events of one ticket travel on separate queues and may arrive out of order: only a newer
-    version than the one applied moves the row and the counters."""
-    solver_id = (snap.get("solver") or {}).get("id")
-    row = _locked(session, TrackedTicket, snap["id"])
-    if row is None:
-        row = TrackedTicket(ticket_id=snap["id"], number=snap["number"], subject=snap["subject"][:200],
-                            version=snap["version"], state=snap["state"], solver_id=solver_id,
-                            category_path=_json(snap.get("category_path") or []),
-                            organisation_id=snap.get("organisation_id"), contract=snap.get("contract"),
-                            channel=snap["channel"], priority=snap["priority"])
+    version than the one applied moves the row and the counters. The row is locked, read and
+    written by prepared statements on the session's connection, not through the ORM (this runs
+    for every ticket event); a caller that routes the ticket loads it afterwards (`_tracked_row`)."""
+    values = {"number": snap["number"], "subject": snap["subject"][:200], "version": snap["version"],
+              "state": snap["state"], "solver_id": (snap.get("solver") or {}).get("id"),
+              "category_path": _json(snap.get("category_path") or []), "organisation_id": snap.get("organisation_id"),
+              "contract": snap.get("contract"), "channel": snap["channel"], "priority": snap["priority"]}
+    conn = session.connection()
+    found = _LOCK_TRACKED.execute(conn, {"ticket": snap["id"]}).first()
+    if found is None:
+        row = TrackedTicket(ticket_id=snap["id"], **values)
         session.add(row)
-        _apply_load(session, domain.load_change(None, False, solver_id, domain.is_open(snap["state"])))
-        return row, False
-    if snap["version"] <= row.version:
-        return None, False
-    before = _routing_facts(row)
-    _apply_load(session, domain.load_change(row.solver_id, domain.is_open(row.state), solver_id,
+        _apply_load(session, domain.load_change(None, False, values["solver_id"], domain.is_open(snap["state"])))
+        return row, False, False
+    version, state, solver_id, *facts = found
+    if snap["version"] <= version:
+        return None, False, False
+    _apply_load(session, domain.load_change(solver_id, domain.is_open(state), values["solver_id"],
                                             domain.is_open(snap["state"])))
-    row.version, row.state, row.solver_id = snap["version"], snap["state"], solver_id
-    row.number, row.subject = snap["number"], snap["subject"][:200]
-    row.category_path = _json(snap.get("category_path") or [])
-    row.organisation_id, row.contract = snap.get("organisation_id"), snap.get("contract")
-    row.channel, row.priority = snap["channel"], snap["priority"]
-    return row, _routing_facts(row) != before
+    _UPDATE_TRACKED.execute(conn, {"ticket": snap["id"], **{f"new_{k}": v for k, v in values.items()}})
+    return None, True, tuple(values[name] for name in _ROUTING_FACTS) != tuple(facts)
+
+
+def _tracked_row(session: Session, ticket_id: int) -> TrackedTicket | None:
+    """The tracked ticket as it is now in this transaction (after `_apply_snapshot`), its row locked already."""
+    return session.get(TrackedTicket, ticket_id, populate_existing=True)
 
 
 def _move_expected_solver(session: Session, row: TrackedTicket, solver_id: str | None,
@@ -531,7 +595,7 @@ def ticket_created(session: Session, outbox, snap: dict, settings: Settings, now
     This is the only path that routes a ticket first (see `ticket_changed`). A later event of the ticket
     may have been handled before this one (events travel on separate queues): the ticket is then routed
     by the newest snapshot applied, unless that one has a solver (e.g. a dispatcher's) or has ended."""
-    # an older snapshot than the one applied moves nothing, but `_track` has locked the row all the same: a
+    # an older snapshot than the one applied moves nothing, but `track` has locked the row all the same: a
     # replica deciding for the same ticket waits for this transaction, then finds its decision row
     tracked = track(session, snap) or session.get(TrackedTicket, snap["id"])
     if snap.get("solver") or not domain.is_open(snap["state"]):
@@ -554,23 +618,36 @@ def ticket_changed(session: Session, outbox, snap: dict, settings: Settings, now
     Only a ticket with a decision row is routed here: the first routing belongs to `ticket_created`, which
     routes by the newest snapshot however late it comes. This path cannot tell a ticket whose
     ticket_created is still on its way from one created assigned or ended, which is not ours to route."""
-    tracked, moved = _track(session, snap)
+    _, _, moved = _apply_snapshot(session, snap)
     solver = snap.get("solver")
     if solver or not domain.is_open(snap["state"]):
-        offer = _locked(session, OfferRow, snap["id"])
-        if offer is not None and offer.state == "open":
-            offer.state = "claimed" if solver else "closed"
-            offer.claimed_by = solver and solver["id"]
-        decision = _locked(session, DecisionRow, snap["id"])
-        if decision is not None and decision.status in WAITING:
-            decision.status = ASSIGNED if solver else SUPERSEDED
-            if solver:
-                decision.solver_id, decision.solver_name, decision.solver_email = (
-                    solver["id"], solver["name"], solver.get("email"))
+        # an open offer closes and a waiting decision settles: conditional UPDATEs, which wait for a row's lock
+        # and then test it again, as a locking read and a write would, in the same order (the ticket's row
+        # first, locked by `_apply_snapshot`, then offer, then decision)
+        conn = session.connection()
+        _CLOSE_OFFER.execute(conn, {"ticket": snap["id"], "state": "claimed" if solver else "closed",
+                                    "by": solver and solver["id"]})
+        if solver:
+            _SETTLE_DECISION_SOLVER.execute(conn, {"ticket": snap["id"], "status": ASSIGNED, "solver": solver["id"],
+                                                   "name": solver["name"], "email": solver.get("email")})
+        else:
+            _SETTLE_DECISION.execute(conn, {"ticket": snap["id"], "status": SUPERSEDED})
         return None  # a ticket with a solver is moved by a dispatcher, never by a change of its facts
     if not (moved and settings.reroute_on_update):
         return None
-    return _route_waiting(session, outbox, tracked, settings, now, snap["version"])
+    return _route_waiting(session, outbox, _tracked_row(session, snap["id"]), settings, now, snap["version"])
+
+
+_OFFERS, _DECISIONS = OfferRow.__table__, DecisionRow.__table__
+_CLOSE_OFFER = db.Prepared("assignment_close_offer", _OFFERS.update()
+                           .where(_OFFERS.c.ticket_id == bindparam("ticket")).where(_OFFERS.c.state == _inline("open"))
+                           .values(state=bindparam("state"), claimed_by=bindparam("by")))
+_SETTLING = (_DECISIONS.update().where(_DECISIONS.c.ticket_id == bindparam("ticket"))
+             .where(_DECISIONS.c.status.in_([_inline(status) for status in WAITING]))
+             .values(status=bindparam("status")))
+_SETTLE_DECISION = db.Prepared("assignment_settle_decision", _SETTLING)
+_SETTLE_DECISION_SOLVER = db.Prepared("assignment_settle_decision_solver", _SETTLING.values(
+    solver_id=bindparam("solver"), solver_name=bindparam("name"), solver_email=bindparam("email")))
 
 
 def _route_waiting(session: Session, outbox, tracked: TrackedTicket, settings: Settings, now: dt.datetime,
@@ -626,14 +703,14 @@ def stale_owed(session: Session, now: dt.datetime, stale_after: float, limit: in
                                 .order_by(DecisionRow.updated_at).limit(limit)).all())
 
 
-_DECISIONS = DecisionRow.__table__
-_CARRIED_OUT = (_DECISIONS.update().where(_DECISIONS.c.ticket_id == bindparam("ticket"))
-                .where(_DECISIONS.c.status == ASSIGNING).values(status=_DECISIONS.c.next_status))
+_CARRIED_OUT = db.Prepared("assignment_carried_out", _DECISIONS.update()
+                           .where(_DECISIONS.c.ticket_id == bindparam("ticket"))
+                           .where(_DECISIONS.c.status == _inline(ASSIGNING)).values(status=_DECISIONS.c.next_status))
 
 
-def carried_out(session: Session, ticket_id: int) -> None:
+def carried_out(conn: Connection, ticket_id: int) -> None:
     """Record that an owed RPC was made: the decision takes the status it waited for (one statement)."""
-    session.execute(_CARRIED_OUT, {"ticket": ticket_id})
+    _CARRIED_OUT.execute(conn, {"ticket": ticket_id})
 
 
 def superseded(session: Session, ticket_id: int, ticket: dict | None) -> None:
@@ -973,16 +1050,19 @@ _MAIL_SENT = (_MAIL.update().where(_MAIL.c.id.in_(bindparam("ids", expanding=Tru
               .values(sent_at=bindparam("now"), attempts=_MAIL.c.attempts + 1))
 
 
-def take_due_mail(session: Session, now: dt.datetime, lease_seconds: float = 60, limit: int = 50) -> list:
+MAIL_BATCH = 50  # e-mails leased at a time
+
+
+def take_due_mail(conn: Connection, now: dt.datetime, lease_seconds: float = 60, limit: int = MAIL_BATCH) -> list:
     """Lease due notifications (pushing their next attempt out) in one UPDATE, so replicas don't send one twice;
     rows of id, to_addr, subject, body and attempts."""
-    return session.execute(_LEASE_MAIL, {"now": now, "limit": limit,
-                                         "until": now + dt.timedelta(seconds=lease_seconds)}).all()
+    return conn.execute(_LEASE_MAIL, {"now": now, "limit": limit,
+                                      "until": now + dt.timedelta(seconds=lease_seconds)}).all()
 
 
-def mail_sent(session: Session, ids: list[int], now: dt.datetime) -> None:
+def mail_sent(conn: Connection, ids: list[int], now: dt.datetime) -> None:
     """Record notifications sent (one statement)."""
-    session.execute(_MAIL_SENT, {"ids": ids, "now": now})
+    conn.execute(_MAIL_SENT, {"ids": ids, "now": now})
 
 
 def mail_failed(session: Session, failures: list, settings: Settings, now: dt.datetime) -> dict:

@@ -20,7 +20,7 @@ from helpdesk.assignment import handlers, metrics, schemas
 from helpdesk.assignment.models import Base
 from helpdesk.common.config import from_container
 from helpdesk.common.contracts.shared import Actor as ActorSchema
-from helpdesk.common.db import DatabaseProvider
+from helpdesk.common.db import DatabaseProvider, statements
 from helpdesk.common.errors import EXPECTED, Conflict, Forbidden, NotFound, ValidationFailed
 from helpdesk.common import events
 from helpdesk.common.events import utcnow
@@ -40,6 +40,7 @@ _RULE_IN = schemas.RuleIn()
 _SOLVER_IN = schemas.SolverIn()
 RETRY_AFTER_SECONDS = 5.0
 _mail_running = False
+_mail_committed = False  # a decision committed e-mails since a sender last leased: that sender looks once more
 
 
 class SettingsProvider(DependencyProvider):
@@ -76,9 +77,10 @@ class AssignmentService:
             return fn(session, *args)
 
     def _one_statement(self, fn, *args):
-        """`_tx` for a use case that writes with one statement: no BEGIN and COMMIT round trips on PostgreSQL."""
-        with self.db.transaction(one_statement=True) as session:
-            return fn(session, *args)
+        """`_tx` for a use case that writes with one statement, on a plain connection (`db.statements`): no
+        session, and on PostgreSQL no BEGIN and COMMIT round trips."""
+        with statements(self.db.sessions.kw["bind"]) as conn:
+            return fn(conn, *args)
 
     # ------------------------------------------------------------ ticket events
 
@@ -361,7 +363,8 @@ class AssignmentService:
 
     def mail_soon(self) -> None:
         """Send due e-mails in the background; one sender per process at a time, so a burst is sent in batches."""
-        global _mail_running
+        global _mail_running, _mail_committed
+        _mail_committed = True
         if not _mail_running:
             _mail_running = True
             eventlet.spawn_n(self._mail_loop)
@@ -376,7 +379,9 @@ class AssignmentService:
 
     def send_mail(self) -> None:
         """Send due notifications; a failure is counted and retried later, never raised."""
+        global _mail_committed
         while True:
+            _mail_committed = False
             batch = self._one_statement(handlers.take_due_mail, utcnow())
             if not batch:
                 return
@@ -396,6 +401,8 @@ class AssignmentService:
                 for outcome, n in self._tx(handlers.mail_failed, failures, self.settings, utcnow()).items():
                     if n:
                         metrics.MAILS.labels(outcome).inc(n)
+            if len(batch) < handlers.MAIL_BATCH and not _mail_committed:
+                return  # the lease took all that was due, and nothing was committed since: no lease to find none
 
 
 def _whole(value, field: str) -> int:

@@ -75,3 +75,23 @@ def test_a_decision_not_yet_committed_counts_for_its_solver_in_decisions_made_be
     deciding.close()
     with db.transaction(sessions) as after:
         assert dict(handlers.loads(after)) == {"a": 3, "b": 3}
+
+
+def test_decisions_read_the_counter_rows_as_they_are(assignment_database_url):
+    from helpdesk.assignment.models import SolverLoad
+
+    sessions = db.session_factory(assignment_database_url)
+    with db.transaction(sessions) as session:
+        assert dict(handlers.loads(session)) == {}  # no counter rows yet
+    expected = {}
+    for ident, n in {"b": 3, "a": 0, "c,d": 5, "e\x1ff": 7, "ž": 2}.items():  # (the PostgreSQL read's id separator
+        with db.transaction(sessions) as session:                                # in one id)
+            session.add(SolverLoad(solver_id=ident, open_tickets=n))
+        expected[ident] = n
+        with db.transaction(sessions) as session:
+            assert dict(handlers.loads(session)) == expected
+    with db.transaction(sessions) as session:
+        session.delete(session.get(SolverLoad, "e\x1ff"))
+        session.get(SolverLoad, "b").open_tickets = 4
+    with db.transaction(sessions) as session:
+        assert dict(handlers.loads(session)) == {"a": 0, "b": 4, "c,d": 5, "ž": 2}

@@ -239,12 +239,49 @@ def test_a_due_e_mail_is_leased_to_one_sender_and_once_sent_never_sent_again(ses
     _created(sessions, _snap(1))
 
     def take(at):
-        with db.transaction(sessions, one_statement=True) as session:
-            return handlers.take_due_mail(session, at)
+        with db.statements(sessions.kw["bind"]) as conn:
+            return handlers.take_due_mail(conn, at)
 
     batch = take(NOW)
     assert [(n.to_addr, n.attempts) for n in batch] == [("a@example.cz", 0)]
     assert take(NOW) == []  # leased: another sender leaves it alone
-    with db.transaction(sessions, one_statement=True) as session:
-        handlers.mail_sent(session, [n.id for n in batch], NOW)
+    with db.statements(sessions.kw["bind"]) as conn:
+        handlers.mail_sent(conn, [n.id for n in batch], NOW)
     assert take(NOW + dt.timedelta(hours=1)) == []  # sent: no lease ever takes it again
+
+
+# ---------------------------------------------------------------- a ticket that got a solver or ended
+
+def _offer_and_decision(sessions) -> tuple:
+    return _read(sessions, lambda s: (
+        (lambda o: (o.state, o.claimed_by))(s.get(OfferRow, 7)),
+        (lambda d: (d.status, d.solver_id, d.solver_name, d.solver_email))(s.get(DecisionRow, 7))))
+
+
+def test_a_ticket_that_got_a_solver_closes_its_open_offer_as_claimed_and_its_decision_as_assigned(sessions):
+    _given(sessions, account("a"), account("b"), rules=[
+        {"name": "Tiskárny", "category_id": PRINTERS, "chain": ["broadcast"], "pool": ["a", "b"]}])
+    _created(sessions, _snap(1))
+    assert _offer_and_decision(sessions) == (("open", None), ("offered", None, None, None))
+
+    solver = {"id": "b", "name": "B", "email": "b@example.cz"}
+    assert _changed(sessions, _snap(2, state="in_progress", solver=solver)) is None
+
+    assert _offer_and_decision(sessions) == (("claimed", "b"), ("assigned", "b", "B", "b@example.cz"))
+    assert _read(sessions, lambda s: s.get(TrackedTicket, 7).solver_id) == "b"
+    assert _routing_done(sessions)[3] == {"a": 0, "b": 1}
+    assert _changed(sessions, _snap(3, state="closed", solver=solver)) is None  # settled: stays as it is
+    assert _offer_and_decision(sessions) == (("claimed", "b"), ("assigned", "b", "B", "b@example.cz"))
+    assert _routing_done(sessions)[3] == {"a": 0, "b": 0}
+
+
+def test_a_waiting_ticket_that_ended_closes_its_offer_and_supersedes_its_decision(sessions):
+    _given(sessions, account("a"), rules=[
+        {"name": "Tiskárny", "category_id": PRINTERS, "chain": ["broadcast"], "pool": ["a"]}])
+    _created(sessions, _snap(1))
+
+    assert _changed(sessions, _snap(2, state="closed")) is None
+    assert _offer_and_decision(sessions) == (("closed", None), ("superseded", None, None, None))
+    assert _changed(sessions, _snap(1, solver={"id": "a", "name": "A"})) is None  # older: changes nothing
+    assert _offer_and_decision(sessions) == (("closed", None), ("superseded", None, None, None))
+    assert _read(sessions, lambda s: (s.get(TrackedTicket, 7).version, s.get(TrackedTicket, 7).solver_id)) == (2, None)
