@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+import weakref
 from pathlib import Path
 
 from eventlet.semaphore import Semaphore
@@ -208,7 +209,7 @@ class Prepared:
     `execute(conn, params)` gives a result with the statement's column names; values come as the driver
     gives them (bind processors run, result processors don't)."""
 
-    _known: dict[tuple[int, int], set[str]] = {}  # (id of the driver connection, backend pid) -> names prepared there
+    _known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # driver connection -> names prepared on it
 
     def __init__(self, name: str, statement):
         self.name = name
@@ -228,8 +229,7 @@ class Prepared:
                 else f"EXECUTE {self.name}"
             self._sql = compiled.string
         dbapi = conn.connection.dbapi_connection
-        key = (id(dbapi), dbapi.get_backend_pid())
-        done = self._known.setdefault(key, set())
+        done = self._known.setdefault(dbapi, set())
         if self.name not in done:
             with dbapi.cursor() as cursor:
                 cursor.execute(f"PREPARE {self.name} AS {self._sql}")
