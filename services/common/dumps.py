@@ -10,12 +10,16 @@ dump-only fields, other validators or field kinds) is not compiled at all (None)
 
 `events.build` (every outgoing event of every service) and the ERP bridge's first import
 (`erp_bridge.bulk`) use it; docs/performance.md, sections 8 and 12.
+
+`compile_load(schema)` is the other way: data -> what `schema.load` gives, by the same field
+kinds and validators; `events.parse` (every incoming event) uses it, section 14.
 """
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
-from marshmallow import Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, missing, validate
 
 
 class Unsure(Exception):
@@ -172,3 +176,131 @@ def dumper(schema: Schema):
             return schema.dump(payload)
 
     return dump
+
+
+# ---------------------------------------------------------------- compiled loads
+
+def compile_load(schema: Schema, unknown: str | None = None):
+    """data -> what `schema.load(data)` gives (same keys, order and values), a plain function at a fraction of
+    marshmallow's cost; it raises `Unsure` wherever marshmallow would refuse the data or convert a value (a
+    number in a string, say), and the caller lets marshmallow decide. The field kinds and validators of
+    `dumps.compile_dump`, and UUID, Raw and Dict; None for a schema with options it does not mirror (hooks,
+    renamed, load-only or dump-defaulted fields, field processors, other validators or kinds). `unknown`
+    (else the schema's own) set to EXCLUDE ignores unknown keys; otherwise data with one is left to marshmallow."""
+    if any(schema._hooks.values()) or schema.many:
+        return None
+    steps = []
+    for name, f in schema.load_fields.items():
+        convert = _load_converter(f) if "." not in name else None
+        if convert is None:
+            return None
+        steps.append((name, convert, f.required, f.allow_none, f.load_default))
+    known = frozenset(schema.load_fields)
+    tolerant = (unknown or schema.unknown) == EXCLUDE
+
+    def load(data) -> dict:
+        if type(data) is not dict or (not tolerant and not known.issuperset(data)):
+            raise Unsure
+        out = {}
+        for name, convert, required, allow_none, default in steps:
+            value = data.get(name, missing)
+            if value is missing:
+                if required:
+                    raise Unsure
+                if default is not missing:
+                    out[name] = default() if callable(default) else default
+            elif value is None:
+                if not allow_none:
+                    raise Unsure
+                out[name] = None
+            else:
+                out[name] = convert(value)
+        return out
+
+    return load
+
+
+def _load_converter(f: fields.Field):
+    """value (not None) -> what the field's load gives, Unsure where marshmallow must decide; None: not mirrored."""
+    if not _plain(f) or f.pre_load or f.post_load:
+        return None
+    checks = [_check(v) for v in f.validators]
+    if None in checks:
+        return None
+    convert = _load_unchecked(f)
+    if convert is None or not checks:
+        return convert
+
+    def checked(value):
+        out = convert(value)
+        if not all(check(out) for check in checks):
+            raise Unsure
+        return out
+    return checked
+
+
+def _as_is(value):
+    return value
+
+
+def _parsed(parse, aware: bool = False):
+    """An ISO string through `parse` (what marshmallow calls too); aware: a datetime with an offset only."""
+    def convert(value):
+        if type(value) is not str:
+            raise Unsure
+        try:
+            out = parse(value)
+        except (TypeError, ValueError, AttributeError):
+            raise Unsure
+        if aware and (out.tzinfo is None or out.tzinfo.utcoffset(out) is None):
+            raise Unsure
+        return out
+    return convert
+
+
+def _load_unchecked(f: fields.Field):
+    kind = type(f)
+    # (the converters of `dumps` where a value loads as it dumps: the same type, or a list or dict of such)
+    if kind is fields.Integer:
+        return _exact(int)  # marshmallow's int(value) of an int is the int; bool is refused
+    if kind is fields.String:
+        return _exact(str)
+    if kind is fields.Boolean and f.truthy is fields.Boolean.truthy and f.falsy is fields.Boolean.falsy:
+        return _exact(bool)
+    if kind is fields.UUID:
+        return _parsed(uuid.UUID)
+    if kind in (fields.DateTime, fields.AwareDateTime) and f.format in ("iso", "iso8601"):
+        if kind is fields.AwareDateTime and f.default_timezone is not None:
+            return None
+        return _parsed(dt.datetime.fromisoformat, aware=kind is fields.AwareDateTime)
+    if kind is fields.Date and f.format in ("iso", "iso8601"):
+        return _parsed(dt.date.fromisoformat)
+    if kind is fields.Raw and not f.validators:
+        return _as_is
+    if kind is fields.Nested and not f.many and f.only is None and not f.exclude:
+        return compile_load(f.schema, f.unknown)  # (which refuses what is not a dict)
+    if kind is fields.List:
+        inner = _load_converter(f.inner)
+        return _listed(inner, f.inner.allow_none) if inner else None
+    if kind is fields.Dict:
+        if f.key_field is None and f.value_field is None:
+            return _nested(dict)  # a copy of the dict
+        keys = _load_converter(f.key_field) if f.key_field is not None else None
+        values = _load_converter(f.value_field) if f.value_field is not None else None
+        if keys is None or values is None:
+            return None
+        return _mapping_of(keys, values, f.value_field.allow_none)
+    return None
+
+
+def _mapping_of(keys, values, values_allow_none: bool):
+    def convert(value):
+        if type(value) is not dict:
+            raise Unsure
+        out = {}
+        for key, each in value.items():
+            if each is None and not values_allow_none:
+                raise Unsure
+            out[keys(key)] = None if each is None else values(each)
+        return out
+    return convert
