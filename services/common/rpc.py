@@ -3,14 +3,15 @@
 nameko publishes each RPC reply with publisher confirms, so a worker waits a broker
 round trip after every call before it acks the request (docs/performance.md). A
 confirm adds nothing to a reply: it goes to the caller's own non-durable reply queue,
-and if the broker loses it the caller's timeout fires either way. Requests (the
-callers' side) keep their confirms: with the `mandatory` flag they are what tells a
-caller at once that no instance of a service is running.
+and if the broker loses it the caller's timeout fires either way.
 
 Use `api = rpc(expected_exceptions=EXPECTED)` as with `nameko.rpc.rpc`.
 
-Callers outside a service (the portal, the command line, benchmarks) use `cluster_proxy`:
-nameko's standalone `ClusterRpcProxy` with replies taken without acknowledgements.
+Callers outside a service (the portal, the command line, the demo loader, benchmarks) use
+`cluster_proxy`: nameko's standalone `ClusterRpcProxy` with requests transient and
+unconfirmed, and replies taken without acknowledgements (docs/architecture.md, "The bus").
+Services calling services keep nameko's `RpcProxy`, whose confirmed `mandatory` requests
+fail at once for a service that never ran on the broker.
 """
 from __future__ import annotations
 
