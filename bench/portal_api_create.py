@@ -9,9 +9,9 @@ What it measures
     clients (OS threads, one keep-alive connection each, spread over `--client-procs`
     processes) send `POST /api/tickets` (subject, description, priority; JSON) in a
     closed loop for `--warmup` + `--duration` seconds. Only answers that arrive after
-    the warm-up count. One request is: token look-up in the portal database, the
-    `create_ticket` RPC (row, history, outbox in the tickets database), and the
-    `get_ticket` RPC for the 201 answer. Printed per client count: requests/s (201
+    the warm-up count. One request is: token look-up in the portal database and the
+    `create_ticket` RPC (row, history, outbox in the tickets database), whose answer is
+    the ticket's detail for the 201. Printed per client count: requests/s (201
     answers), latency p50 / p99 (client side, request to full answer), errors (any
     other status), tickets in the database vs 201 answers, CPU per part (% of one core).
     Figures are the median over `--runs` runs.
@@ -21,7 +21,10 @@ Target (2-core machine)
 
 Usage
     .venv/bin/python bench/portal_api_create.py [--clients 8,16,32] [--duration 15] [--warmup 3] [--runs 3]
-        [--workers 2] [--replicas 1] [--client-procs 1]
+        [--workers 2] [--replicas 1] [--client-procs 1] [--json FILE] [--profile DIR]
+
+    --profile DIR samples the portal's gunicorn processes and the tickets processes with py-spy over each
+    measured window (summarise with bench/collapse_top.py; needs `.venv/bin/pip install py-spy`).
 """
 from __future__ import annotations
 
