@@ -53,8 +53,8 @@ class Portal:
     mail: MailSender
     outbox: OutboxWriter
 
-    def transaction(self, one_statement: bool = False):
-        return db.transaction(self.sessions, one_statement)
+    def transaction(self):
+        return db.transaction(self.sessions)
 
     def statements(self):
         return db.statements(self.sessions.kw["bind"])
