@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
+
 from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 
@@ -30,7 +31,7 @@ from helpdesk.common.observability import Observability
 from helpdesk.common.outbox import Outbox
 from helpdesk.common.schemas import load
 from helpdesk.common.vocabulary import ADMIN, DISPATCHER, SOLVER, SYSTEM_ACTOR
-from helpdesk.common.rpc import rpc
+from helpdesk.common.rpc import LightRpcProxy, rpc
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ _ACTOR = ActorSchema()
 _RULE_IN = schemas.RuleIn()
 _SOLVER_IN = schemas.SolverIn()
 RETRY_AFTER_SECONDS = 5.0
+RPC_TIMEOUT_SECONDS = 30.0  # a call to the tickets service with no answer by then is left owed, for `retry_owed`
 _mail_running = False
 _mail_committed = False  # a decision committed e-mails since a sender last leased: that sender looks once more
 
@@ -71,6 +73,9 @@ class AssignmentService:
     mail = Mail()
     settings = SettingsProvider()
     tickets = RpcProxy("tickets")
+    # the calls that carry out a committed decision: owed in this service's database and retried until done, so
+    # they need no broker confirms or acks, and a lost one must not hold a worker for ever
+    owed_calls = LightRpcProxy("tickets", timeout=RPC_TIMEOUT_SECONDS)
 
     def _tx(self, fn, *args):
         with self.db.transaction() as session:
@@ -343,7 +348,7 @@ class AssignmentService:
         for _ in range(3):
             if version is None:
                 try:
-                    ticket = self.tickets.get_ticket(SYSTEM_ACTOR, owed.ticket_id)
+                    ticket = self.owed_calls.get_ticket(SYSTEM_ACTOR, owed.ticket_id)
                 except NotFound:
                     return False, None
                 holder = (ticket.get("solver") or {}).get("id")
@@ -353,7 +358,7 @@ class AssignmentService:
                     return False, ticket
                 version = ticket["version"]
             try:
-                return True, self.tickets.assign(SYSTEM_ACTOR, owed.ticket_id, target, version=version,
+                return True, self.owed_calls.assign(SYSTEM_ACTOR, owed.ticket_id, target, version=version,
                                                   note=owed.note)
             except Conflict:
                 version = None  # someone changed the ticket since: look again

@@ -11,19 +11,26 @@ Callers outside a service (the portal, the command line, the demo loader, benchm
 `cluster_proxy`: nameko's standalone `ClusterRpcProxy` with requests transient and
 unconfirmed, and replies taken without acknowledgements (docs/architecture.md, "The bus").
 Services calling services keep nameko's `RpcProxy`, whose confirmed `mandatory` requests
-fail at once for a service that never ran on the broker.
+fail at once for a service that never ran on the broker, unless every call is owed and
+retried from the service's own database: then `LightRpcProxy` (requests as `cluster_proxy`
+sends them, replies unacknowledged, a timeout on each call), as the assignment service uses.
 """
 from __future__ import annotations
 
 import contextlib
+import uuid
+from functools import partial
 
+import eventlet
 from kombu import Consumer
 from kombu.common import maybe_declare
 from nameko.amqp.publish import Publisher
 from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER,
                               LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT, SERIALIZER_CONFIG_KEY)
 from nameko import rpc as nameko_rpc
-from nameko.rpc import MethodProxy, Responder, RpcConsumer, ServiceProxy, get_rpc_exchange
+from nameko.messaging import QueueConsumer
+from nameko.rpc import (MethodProxy, ReplyListener, Responder, RpcConsumer, RpcProxy, RpcReply, ServiceProxy,
+                        get_rpc_exchange)
 from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy, PollingQueueConsumer, SingleThreadedReplyListener
 
 
@@ -123,3 +130,77 @@ def cluster_proxy(nameko_config: dict, timeout: float | None = None) -> ClusterR
     """nameko's standalone `ClusterRpcProxy` (start it, or use it as a context manager), lighter on the broker:
     requests transient and unconfirmed (`_Requests`), replies taken without acknowledgements."""
     return _ClusterRpcProxy(nameko_config, timeout=timeout, reply_listener_cls=_UnackedReplyListener)
+
+
+class CallTimedOut(Exception):
+    """A `LightRpcProxy` call had no reply in time: the service is away, or the request or its reply was lost."""
+
+
+class _UnackedReplyConsumer(QueueConsumer):
+    """A queue consumer of its own (its own connection) for `_LightReplyListener`: replies taken without
+    acknowledgements, and handed over in the consumer's thread (setting an event needs no worker thread)."""
+
+    def get_consumers(self, consumer_cls, channel):
+        for provider in self._providers:
+            self._consumers[provider] = consumer_cls(queues=[provider.queue], accept=self.accept, no_ack=True,
+                                                     callbacks=[partial(self.handle_message, provider)])
+        return self._consumers.values()
+
+    def handle_message(self, provider, body, message):
+        provider.handle_message(body, message)
+
+
+class _LightReplyListener(ReplyListener):
+    queue_consumer = _UnackedReplyConsumer()
+
+    def handle_message(self, body, message):
+        reply = self._reply_events.pop(message.properties.get("correlation_id"), None)
+        if reply is not None:  # (else its call timed out and went away)
+            reply.send(body)
+
+    def forget(self, correlation_id: str) -> None:
+        self._reply_events.pop(correlation_id, None)
+
+
+class _TimedMethodProxy(_MethodProxy):
+    """`_MethodProxy` (transient, unconfirmed requests) whose call raises `CallTimedOut` after `timeout` seconds."""
+
+    def __init__(self, *args, timeout: float, **options):
+        super().__init__(*args, **options)
+        self.timeout = timeout
+
+    def __call__(self, *args, **kwargs):
+        correlation_id = str(uuid.uuid4())
+        reply = RpcReply(self.reply_listener.get_reply_event(correlation_id))
+        self.publisher.publish({"args": args, "kwargs": kwargs}, exchange=get_rpc_exchange(self.container.config),
+                               routing_key=f"{self.service_name}.{self.method_name}",
+                               reply_to=self.reply_listener.routing_key, correlation_id=correlation_id,
+                               extra_headers=self.get_message_headers(self.worker_ctx))
+        try:
+            with eventlet.Timeout(self.timeout):
+                return reply.result()
+        except eventlet.Timeout:
+            self.reply_listener.forget(correlation_id)
+            raise CallTimedOut(f"{self.service_name}.{self.method_name} did not answer within {self.timeout:g} s")
+
+
+class _LightServiceProxy(ServiceProxy):
+    def __getattr__(self, name):
+        return _TimedMethodProxy(self.worker_ctx, self.service_name, name, self.reply_listener, **self.options)
+
+
+class LightRpcProxy(RpcProxy):
+    """nameko's `RpcProxy` lighter on the broker, for calls a service owes and retries from its own database:
+    requests transient and unconfirmed, not `mandatory` (a service that never ran here times out like a stopped
+    one), replies taken without acknowledgements, and every call bounded by `timeout` seconds (nameko's waits
+    for ever, e.g. for a reply lost with a dropped connection)."""
+
+    rpc_reply_listener = _LightReplyListener()
+
+    def __init__(self, target_service, timeout: float = 30.0, **options):
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        super().__init__(target_service, timeout=timeout, **options)  # (options reach each method proxy)
+
+    def get_dependency(self, worker_ctx):
+        return _LightServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener, **self.options)
