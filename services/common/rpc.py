@@ -3,7 +3,8 @@
 nameko publishes each RPC reply with publisher confirms, so a worker waits a broker
 round trip after every call before it acks the request (docs/performance.md). A
 confirm adds nothing to a reply: it goes to the caller's own non-durable reply queue,
-and if the broker loses it the caller's timeout fires either way.
+and if the broker loses it the caller's timeout fires either way. Replies, and the
+requests of the clients below, go out on long-lived channels (`common.publishing`).
 
 Use `api = rpc(expected_exceptions=EXPECTED)` as with `nameko.rpc.rpc`.
 
@@ -18,28 +19,46 @@ sends them, replies unacknowledged, a timeout on each call), as the assignment s
 from __future__ import annotations
 
 import contextlib
+import sys
 import uuid
 from functools import partial
 
 import eventlet
+import kombu.serialization
 from kombu import Consumer
 from kombu.common import maybe_declare
 from nameko.amqp.publish import Publisher
 from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER,
                               LOGIN_METHOD_CONFIG_KEY, NON_PERSISTENT, SERIALIZER_CONFIG_KEY)
 from nameko import rpc as nameko_rpc
+from nameko.exceptions import UnserializableValueError, serialize
 from nameko.messaging import QueueConsumer
 from nameko.rpc import (MethodProxy, ReplyListener, Responder, RpcConsumer, RpcProxy, RpcReply, ServiceProxy,
                         get_rpc_exchange)
 from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy, PollingQueueConsumer, SingleThreadedReplyListener
 
-
-class _UnconfirmedPublisher(Publisher):
-    use_confirms = False
+from helpdesk.common import publishing
 
 
 class _Responder(Responder):
-    publisher_cls = _UnconfirmedPublisher
+    """nameko's Responder, with the reply serialised once (nameko serialises it twice: once to check it can)
+    and sent transient and unconfirmed on a long-lived channel (`common.publishing`)."""
+
+    def send_response(self, result, exc_info):
+        error = None if exc_info is None else serialize(exc_info[1])
+        content_type = self.message.properties["content_type"]  # answered as the request was encoded
+        serializer = kombu.serialization.registry.type_to_name[content_type]
+        try:
+            _, encoding, body = kombu.serialization.dumps({"result": result, "error": error}, serializer)
+        except Exception:  # a result that cannot be serialised: the caller gets an error it can
+            exc_info = sys.exc_info()
+            error, result = serialize(UnserializableValueError(result)), None
+            _, encoding, body = kombu.serialization.dumps({"result": None, "error": error}, serializer)
+        publishing.publish(self.amqp_uri, body, exchange=self.exchange.name,
+                           routing_key=self.message.properties["reply_to"], ssl=self.ssl,
+                           login_method=self.login_method, content_type=content_type, content_encoding=encoding,
+                           delivery_mode=NON_PERSISTENT, correlation_id=self.message.properties.get("correlation_id"))
+        return result, exc_info
 
 
 class _RpcConsumer(RpcConsumer):
@@ -90,16 +109,18 @@ class _UnackedReplyListener(SingleThreadedReplyListener):
 
 
 class _Requests(Publisher):
-    """Requests as transient messages without publisher confirms. Not `mandatory` either: without confirms the
-    broker's return would come later, unasked, on a connection nobody reads. A request to a service that never
-    ran here is dropped and the call times out, as one to a stopped service always did."""
-
-    use_confirms = False
-    delivery_mode = NON_PERSISTENT
+    """Requests as transient messages without publisher confirms, on a long-lived channel (`common.publishing`).
+    Not `mandatory` either: without confirms the broker's return would come later, unasked, on a connection
+    nobody reads. A request to a service that never ran here is dropped and the call times out, as one to a
+    stopped service always did."""
 
     def publish(self, payload, **kwargs):
-        kwargs["mandatory"] = False
-        return super().publish(payload, **kwargs)
+        content_type, encoding, body = kombu.serialization.dumps(payload, self.serializer)
+        headers = {**self.publish_kwargs.get("headers", {}), **kwargs.get("extra_headers", {})}
+        publishing.publish(self.amqp_uri, body, exchange=kwargs["exchange"].name, routing_key=kwargs["routing_key"],
+                           ssl=self.ssl, login_method=self.login_method, content_type=content_type,
+                           content_encoding=encoding, application_headers=headers, delivery_mode=NON_PERSISTENT,
+                           correlation_id=kwargs["correlation_id"], reply_to=kwargs["reply_to"])
 
 
 class _MethodProxy(MethodProxy):
