@@ -25,7 +25,9 @@ import uuid
 
 import eventlet
 from eventlet.event import Event as GreenEvent
-from kombu import Connection, Producer
+import amqp
+from amqp import spec
+from kombu import Connection
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, any_,
@@ -132,7 +134,6 @@ class ConfirmingPublisher:
         self.timeout = timeout
         self._conn = None
         self._channel = None
-        self._producer = None
         self._declared: set[str] = set()
         self._pending: set[int] = set()
         self._nacked = False
@@ -149,35 +150,39 @@ class ConfirmingPublisher:
         self._on_ack(delivery_tag, multiple)
 
     def _open(self):
-        if self._producer is None:
+        if self._channel is None:
             self._conn = Connection(self.amqp_uri)
             self._channel = self._conn.channel()
             self._channel.confirm_select()
             self._channel.events["basic_ack"].add(self._on_ack)
             self._channel.events["basic_nack"].add(self._on_nack)
-            self._producer = Producer(self._channel, serializer="json")
             self._declared.clear()
             self._next_tag = 0
-        return self._producer
+        return self._channel
 
     def close(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.release()
             finally:
-                self._conn = self._channel = self._producer = None
+                self._conn = self._channel = None
 
     def publish_confirmed(self, messages) -> None:
-        """messages: (body, exchange, routing_key, headers, message_id); raises unless all are confirmed."""
+        """messages: (body, exchange, routing_key, headers, message_id), the body an envelope's JSON text as the
+        outbox row holds it (sent as it is: no parse and dump again); raises unless all are confirmed."""
         try:
-            producer = self._open()
+            channel = self._open()
             self._pending, self._nacked = set(), False
             for body, exchange, routing_key, headers, message_id in messages:
                 if exchange.name not in self._declared:
-                    exchange(self._channel).declare()
+                    exchange(channel).declare()
                     self._declared.add(exchange.name)
-                producer.publish(body, exchange=exchange, routing_key=routing_key, headers=headers,
-                                 message_id=message_id, delivery_mode=2, retry=False)
+                # what `basic_publish` sends, without its zero-timeout read before each message (a turn of the
+                # eventlet hub): the confirms are read once for the chunk, below
+                channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange.name, routing_key, False, False),
+                                    amqp.Message(body.encode(), content_type="application/json",
+                                                 content_encoding="utf-8", application_headers=headers,
+                                                 message_id=message_id, delivery_mode=2))
                 self._next_tag += 1
                 self._pending.add(self._next_tag)
             deadline = time.monotonic() + self.timeout
@@ -191,6 +196,21 @@ class ConfirmingPublisher:
         except Exception:
             self.close()  # a fresh channel next time: its delivery tags start again at 1
             raise
+
+
+_CORRELATION_KEY = '"correlation_id": "'
+
+
+def correlation_id_of(body: str) -> str:
+    """The correlation id of an envelope's JSON text (as `Outbox.rows` writes it) without parsing all of it:
+    `events.build` puts the key before the payload, so its first occurrence is the envelope's own."""
+    start = body.find(_CORRELATION_KEY)
+    if start >= 0:
+        start += len(_CORRELATION_KEY)
+        value = body[start:body.find('"', start)]
+        if "\\" not in value:  # (an escaped character: let the parser read it)
+            return value
+    return json.loads(body).get("correlation_id") or ""
 
 
 class Relay:
@@ -334,9 +354,8 @@ class Relay:
         """Publish a chunk and wait once for the broker to confirm all of it."""
         messages = []
         for row in rows:
-            body = json.loads(row.body)
-            messages.append((body, self._exchange(row.source), row.event_type,
-                             {"nameko.correlation_id": body.get("correlation_id") or ""}, body["event_id"]))
+            messages.append((row.body, self._exchange(row.source), row.event_type,
+                             {"nameko.correlation_id": correlation_id_of(row.body)}, row.event_id))
         self.publisher.publish_confirmed(messages)
         now = time.time()
         for row in rows:
@@ -365,7 +384,7 @@ class Relay:
         `batch`. PostgreSQL: prepared on the relay's connection, the ids an array."""
         if self._built is None:
             c = self.outbox.c
-            unsent = (select(c.id, c.source, c.event_type, c.body, c.committed_ts)
+            unsent = (select(c.id, c.event_id, c.source, c.event_type, c.body, c.committed_ts)
                       .where(c.sent_at.is_(None)).order_by(c.id).limit(bindparam("batch")))
             if self.sessions.kw["bind"].dialect.name == "postgresql":
                 ids = bindparam("ids", type_=ARRAY(BigInteger))

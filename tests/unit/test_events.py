@@ -159,3 +159,17 @@ def test_field_rules_are_carried_into_json_schema():
     assert schemas["Envelope"]["properties"]["event_id"]["format"] == "uuid"
     assert schemas["ContractSynced"]["properties"]["valid_from"]["type"] == ["string", "null"]
     assert schemas["ContractSynced"]["properties"]["valid_from"]["format"] == "date"
+
+
+def test_the_relay_reads_the_correlation_id_from_an_envelopes_text_as_the_parser_would():
+    import json
+
+    from helpdesk.common.outbox import correlation_id_of
+
+    change = a_state_change()
+    change["ticket"]["subject"] = '"correlation_id": "not this one"'  # (escaped in the text, so never matched)
+    envelope = events.build("tickets", "ticket_state_changed", change, "c-123")
+    assert correlation_id_of(json.dumps(envelope, ensure_ascii=False)) == "c-123"
+    for odd in (None, 'quote " and \\ backslash', "ščř"):
+        text = json.dumps({**envelope, "correlation_id": odd}, ensure_ascii=False)
+        assert correlation_id_of(text) == (odd or "")
