@@ -26,7 +26,6 @@ import uuid
 import eventlet
 from eventlet.event import Event as GreenEvent
 import amqp
-from amqp import spec
 from kombu import Connection
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
@@ -34,7 +33,7 @@ from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, Str
                         bindparam, select, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from helpdesk.common import db, events
+from helpdesk.common import db, events, publishing
 from helpdesk.common.db import UTCDateTime
 from helpdesk.common.observability import (OUTBOX_BACKLOG, OUTBOX_LAG, OUTBOX_PUBLISHED,
                                            current_correlation_id)
@@ -177,12 +176,10 @@ class ConfirmingPublisher:
                 if exchange.name not in self._declared:
                     exchange(channel).declare()
                     self._declared.add(exchange.name)
-                # what `basic_publish` sends, without its zero-timeout read before each message (a turn of the
-                # eventlet hub): the confirms are read once for the chunk, below
-                channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange.name, routing_key, False, False),
-                                    amqp.Message(body.encode(), content_type="application/json",
-                                                 content_encoding="utf-8", application_headers=headers,
-                                                 message_id=message_id, delivery_mode=2))
+                publishing.send(channel, amqp.Message(body.encode(), content_type="application/json",
+                                                      content_encoding="utf-8", application_headers=headers,
+                                                      message_id=message_id, delivery_mode=2),
+                                exchange.name, routing_key)  # the confirms are read once for the chunk, below
                 self._next_tag += 1
                 self._pending.add(self._next_tag)
             deadline = time.monotonic() + self.timeout

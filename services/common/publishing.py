@@ -42,10 +42,8 @@ def publish(amqp_uri: str, body: bytes | str, *, exchange: str, routing_key: str
     for attempt in (1, 2):
         connection, channel = free.pop() if free else _open(amqp_uri, ssl, login_method)
         try:
-            _read_pending(connection.connection)
-            # what `basic_publish` sends, without its zero-timeout read before every message (a hub turn under
-            # eventlet): `_read_pending` reads only when the broker has sent something
-            channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, False, False), message)
+            _read_pending(connection.connection)  # (only when the broker has sent something)
+            send(channel, message, exchange, routing_key)
         except connection.connection_errors + connection.channel_errors:  # (a channel the broker closed, too)
             with contextlib.suppress(Exception):
                 connection.close()
@@ -54,6 +52,12 @@ def publish(amqp_uri: str, body: bytes | str, *, exchange: str, routing_key: str
             continue
         free.append((connection, channel))
         return
+
+
+def send(channel, message: amqp.Message, exchange: str, routing_key: str) -> None:
+    """What py-amqp's `basic_publish` sends, without the zero-timeout read it makes before every message (under
+    eventlet a turn of the hub); the caller reads what the broker sends when it needs to (confirms, errors)."""
+    channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, False, False), message)
 
 
 def _read_pending(connection: amqp.Connection) -> None:
