@@ -11,7 +11,7 @@ import binascii
 import datetime as dt
 import json
 
-from sqlalchemy import bindparam, func, or_, select, text, tuple_
+from sqlalchemy import Text, bindparam, case, cast, func, literal_column, or_, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -182,7 +182,7 @@ def _check_category(session: Session, category_id: int | None) -> None:
 
 
 def allocate_number(session: Session, prefix: str, year: int) -> str:
-    """Next number of the year, on databases without sequences (PostgreSQL: `_pg_next_ids`).
+    """Next number of the year, on databases without sequences (PostgreSQL: sequences, see `_pg_create`).
 
     An upsert of the year's `counters` row, whose row lock serialises creators (SQLite has a
     single writer anyway)."""
@@ -201,23 +201,6 @@ def allocate_number(session: Session, prefix: str, year: int) -> str:
         session.flush()
         value = counter.value
     return domain.format_number(prefix, year, value)
-
-
-_NEXT_IDS: dict[tuple[str, int], object] = {}  # (database, year) -> its prebuilt SELECT of both next values
-
-
-def _pg_next_ids(session: Session, year: int) -> tuple[int, int]:
-    """PostgreSQL: the new ticket's id and the next value of the year's number sequence, in one round trip.
-
-    A sequence per year: `nextval` takes no row lock, so concurrent creations never queue
-    behind each other; a creation that fails after it leaves a gap in the numbers."""
-    engine = session.get_bind()
-    key = (str(engine.url), int(year))
-    if key not in _NEXT_IDS:
-        sequence = _year_sequence(engine, f"ticket-{year}", int(year))
-        _NEXT_IDS[key] = text(f"SELECT nextval(pg_get_serial_sequence('tickets', 'id')), nextval('{sequence}')")
-    ticket_id, value = session.connection().execute(_NEXT_IDS[key]).one()
-    return ticket_id, value
 
 
 def _year_sequence(engine, counter_name: str, year: int) -> str:
@@ -266,14 +249,7 @@ def create_ticket(session: Session, outbox, actor: domain.Actor, data: dict, pre
     # needs none of what the session tracks (docs/performance.md, section 12)
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        # the ids first, then the ticket, its history row and its event in one statement (which, without
-        # attachments, the service runs in autocommit: atomic by itself, and no BEGIN and COMMIT round trips)
-        row["id"], value = _pg_next_ids(session, year)
-        row["number"] = domain.format_number(prefix, year, value)
-        [envelope], [event_row] = outbox.rows([("ticket_created", row["id"], _created(session, row, actor))])
-        _pg_create(outbox.outbox).execute(conn, {**_bound("t_", row), **_bound("o_", event_row), **_bound(
-            "h_", {**history, "ticket_id": row["id"], "new": row["number"]})})
-        outbox.written(session)
+        envelope = _pg_create_ticket(session, outbox, conn, row, history, actor, prefix, year)
     else:
         row["number"] = allocate_number(session, prefix, year)
         row["id"] = conn.execute(_INSERT_TICKET, row).scalar_one()
@@ -293,21 +269,91 @@ def _bound(prefix: str, values: dict) -> dict:
     return {prefix + k: v for k, v in values.items()}
 
 
+# Stand-ins for the new ticket's id and number in its ticket_created event's text, which is written before the
+# creating statement draws them; that statement puts them in. Each is matched with its key (`"id": `), and a
+# quote inside a JSON string is escaped, so only the ticket's own field can match.
+_ID_MARK, _NUMBER_MARK = 9007199254740993, "HD-NUMBER-TO-BE-DRAWN"
+_ID_MARK_TEXT, _NUMBER_MARK_TEXT = f'"id": {_ID_MARK}', f'"number": "{_NUMBER_MARK}"'
+
+
+def _pg_create_ticket(session: Session, outbox, conn, row: dict, history: dict, actor: domain.Actor, prefix: str,
+                      year: int) -> dict:
+    """PostgreSQL: the ticket, its history row and its event in one statement that also draws the ticket's id and
+    the year's next number (which, without attachments, the service runs in autocommit: atomic by itself, and
+    no BEGIN and COMMIT round trips); `row` gets the id and number. Returns the event's envelope."""
+    row["id"], row["number"] = _ID_MARK, _NUMBER_MARK
+    [envelope], [event_row] = outbox.rows([("ticket_created", _ID_MARK, _created(session, row, actor))])
+    body = event_row["body"]
+    if body.count(_ID_MARK_TEXT) != 1 or body.count(_NUMBER_MARK_TEXT) != 1:  # (cannot happen: a guard)
+        raise RuntimeError("the ticket_created event does not hold the new ticket's id and number once each")
+    sequences = _pg_sequences(session, year)
+    drawn = _pg_create(outbox.outbox).execute(conn, {
+        **_bound("t_", row), **_bound("o_", event_row), **_bound("h_", history),
+        "id_sequence": sequences[0], "number_sequence": sequences[1], "number_prefix": f"{prefix}-{year}-",
+        "id_mark": _ID_MARK_TEXT, "number_mark": _NUMBER_MARK_TEXT}).one()
+    row["id"], row["number"] = drawn
+    outbox.written(session)
+    ticket = envelope["payload"]["ticket"]
+    ticket["id"], ticket["number"] = drawn
+    return envelope
+
+
+_SEQUENCES: dict[tuple[str, int], tuple[str, str]] = {}  # (database, year) -> (ticket id sequence, number sequence)
+
+
+def _pg_sequences(session: Session, year: int) -> tuple[str, str]:
+    """PostgreSQL: the names of the tickets' id sequence and of the year's number sequence (made if need be)."""
+    engine = session.get_bind()
+    key = (str(engine.url), int(year))
+    if key not in _SEQUENCES:
+        number = _year_sequence(engine, f"ticket-{year}", int(year))
+        with engine.connect() as c:
+            ids = c.execute(text("SELECT pg_get_serial_sequence('tickets', 'id')")).scalar_one()
+        _SEQUENCES[key] = (ids, number)
+    return _SEQUENCES[key]
+
+
 _PG_CREATE: dict[str, object] = {}
 
 
 def _pg_create(outbox_table) -> object:
-    """PostgreSQL: INSERT the ticket and its history row (data-modifying CTEs) and the event's outbox row, in one
-    statement built once and prepared on each connection; parameters `t_<column>`, `h_<column>`, `o_<column>`."""
+    """PostgreSQL: draw the new ticket's id and number (`nextval` of the sequences named by `id_sequence` and
+    `number_sequence`: no row lock, so concurrent creations never queue, and a failed one leaves a gap), then
+    INSERT the ticket, its history row and its event's outbox row (data-modifying CTEs), the event's text with the
+    id and number put in for `id_mark` and `number_mark`; answers (id, number). Built once, prepared on each
+    connection; parameters `t_<column>`, `h_<column>`, `o_<column>`, `number_prefix`."""
     if outbox_table.name not in _PG_CREATE:
-        def values(table, prefix, skip=("id",)):
-            return {c.name: bindparam(prefix + c.name, type_=c.type) for c in table.columns if c.name not in skip}
+        def values(table, prefix, skip):
+            return [(c.name, bindparam(prefix + c.name, type_=c.type)) for c in table.columns if c.name not in skip]
 
         tickets, history = Ticket.__table__, History.__table__
-        _PG_CREATE[outbox_table.name] = db.Prepared(f"tickets_create_{outbox_table.name}", (
-            outbox_table.insert().values(values(outbox_table, "o_", skip=("id", "sent_at")))
-            .add_cte(tickets.insert().values(values(tickets, "t_", skip=())).cte("new_ticket"))
-            .add_cte(history.insert().values(values(history, "h_")).cte("new_history"))))
+        drawn = select(func.nextval(bindparam("id_sequence", type_=Text)).label("id"),
+                       func.nextval(bindparam("number_sequence", type_=Text)).label("n")).cte("drawn")
+        number = bindparam("number_prefix", type_=Text).concat(
+            case((drawn.c.n < literal_column("1000000"), func.lpad(cast(drawn.c.n, Text), literal_column("6"),
+                                                                    literal_column("'0'"))),
+                 else_=cast(drawn.c.n, Text)))  # as `domain.format_number` (constants inline: see db.Prepared)
+        ticket_values = values(tickets, "t_", ("id", "number"))
+        new_ticket = tickets.insert().from_select(
+            ["id", "number", *(name for name, _ in ticket_values)],
+            select(drawn.c.id, number, *(value for _, value in ticket_values))
+        ).returning(tickets.c.id, tickets.c.number).cte("new_ticket")
+        history_values = values(history, "h_", ("id", "ticket_id", "new"))
+        new_history = history.insert().from_select(
+            ["ticket_id", "new", *(name for name, _ in history_values)],
+            select(new_ticket.c.id, new_ticket.c.number, *(value for _, value in history_values))).cte("new_history")
+        event_values = values(outbox_table, "o_", ("id", "sent_at", "aggregate_id", "body"))
+        body = func.replace(func.replace(bindparam("o_body", type_=Text), bindparam("id_mark", type_=Text),
+                                         literal_column("'\"id\": '", Text).concat(cast(new_ticket.c.id, Text))),
+                            bindparam("number_mark", type_=Text),
+                            literal_column("'\"number\": '", Text).concat(
+                                cast(func.to_json(new_ticket.c.number), Text)))
+        new_event = outbox_table.insert().from_select(
+            ["aggregate_id", "body", *(name for name, _ in event_values)],
+            select(cast(new_ticket.c.id, Text), body, *(value for _, value in event_values))).cte("new_event")
+        _PG_CREATE[outbox_table.name] = db.Prepared(
+            f"tickets_create_{outbox_table.name}",
+            select(new_ticket.c.id, new_ticket.c.number).add_cte(new_history).add_cte(new_event))
     return _PG_CREATE[outbox_table.name]
 
 

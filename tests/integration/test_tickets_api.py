@@ -91,6 +91,18 @@ def test_the_answer_to_a_creation_is_the_ticket_as_read_back_and_as_its_event_ca
             carried[t["id"]]
 
 
+def test_text_that_looks_like_the_creations_stand_ins_is_kept_as_typed(tickets, rpc, event_log):
+    # on PostgreSQL the event's text is written with stand-ins for the id and number, then filled in by the database
+    log = event_log()
+    typed = '"id": 9007199254740993, "number": "HD-NUMBER-TO-BE-DRAWN"'
+    t = new_ticket(rpc, subject=typed, description=typed)
+    assert t["subject"] == typed and t["number"] != "HD-NUMBER-TO-BE-DRAWN" and t["id"] != 9007199254740993
+    [carried] = [e["payload"]["ticket"] for e in events_of(log, "ticket_created")]
+    assert (carried["id"], carried["number"], carried["subject"], carried["description"]) == (
+        t["id"], t["number"], typed, typed)
+    assert get(rpc, t, REQUESTER)["subject"] == typed
+
+
 def test_a_requester_cannot_raise_a_ticket_for_someone_else_or_another_organisation(tickets, rpc):
     t = new_ticket(rpc, requester={"id": "requester-2", "name": "Someone Else"}, organisation_id="org-2")
     assert t["requester"]["id"] == "requester-1"
