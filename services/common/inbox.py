@@ -22,7 +22,7 @@ from kombu import Connection, Exchange, Queue
 from nameko.events import EventHandler
 from sqlalchemy import Column, MetaData, String, Table
 
-from helpdesk.common import events
+from helpdesk.common import db, events
 from helpdesk.common.db import UTCDateTime
 from helpdesk.common.errors import ValidationFailed
 from helpdesk.common.observability import DEAD_LETTERS, EVENTS_HANDLED
@@ -120,14 +120,15 @@ event_handler = ReliableEventHandler.decorator
 
 
 @functools.cache
-def _insert_new(table: Table, dialect: str):
+def _insert_new(table: Table, dialect: str) -> db.Prepared:
     """INSERT … ON CONFLICT DO NOTHING into `table` in the dialect (PostgreSQL or SQLite), its values bound
-    at execution: built once per table and dialect, not per event."""
+    at execution: built once per table and dialect, not per event; on PostgreSQL prepared on each connection
+    (it runs for every event every service handles)."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+    return db.Prepared(f"inbox_guard_{table.name}", insert(table).on_conflict_do_nothing())
 
 
 def idempotent(method):
@@ -149,8 +150,8 @@ def idempotent(method):
                 # one statement: a row already there (or being committed by another replica, which
                 # this waits for) means the event was handled
                 insert_new = _insert_new(table, session.get_bind().dialect.name)
-                if not session.execute(insert_new, {"event_id": event.event_id, "handler": handler_name,
-                                                    "processed_at": events.utcnow()}).rowcount:
+                if not insert_new.execute(session.connection(), {"event_id": event.event_id, "handler": handler_name,
+                                                                 "processed_at": events.utcnow()}).rowcount:
                     raise _Duplicate()
                 result = method(self, session, event)
         except _Duplicate:
