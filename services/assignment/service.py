@@ -391,14 +391,15 @@ class AssignmentService:
             if not batch:
                 return
             sent, failures = [], []
-            for note in batch:
-                try:
-                    self.mail.send(note.to_addr, note.subject, note.body)
-                    sent.append(note.id)
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                    log.warning("e-mail to %s failed (attempt %d): %s", note.to_addr, note.attempts + 1, error)
-                    failures.append((note.id, error))
+            with self.mail.batch() as mails:  # one SMTP connection for the batch
+                for note in batch:
+                    try:
+                        mails.send(note.to_addr, note.subject, note.body)
+                        sent.append(note.id)
+                    except Exception as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                        log.warning("e-mail to %s failed (attempt %d): %s", note.to_addr, note.attempts + 1, error)
+                        failures.append((note.id, error))
             if sent:
                 self._one_statement(handlers.mail_sent, sent, utcnow())
                 metrics.MAILS.labels("sent").inc(len(sent))

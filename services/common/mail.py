@@ -131,22 +131,28 @@ class MailSender:
         return msg
 
     def send(self, to, subject: str, text: str, html: str | None = None, headers: dict | None = None) -> str:
-        """Send one message; returns its Message-ID."""
-        msg = self.compose(to, subject, text, html, headers)
-        if self.config.smtp_host:
-            self._smtp(msg)
-        else:
-            self._file(msg)
-        return msg["Message-ID"]
+        """Send one message (over an SMTP connection of its own); returns its Message-ID."""
+        with self.batch() as batch:
+            return batch.send(to, subject, text, html, headers)
 
-    def _smtp(self, msg: Message) -> None:
+    def batch(self) -> "MailBatch":
+        """`with sender.batch() as batch:` sends its messages over one SMTP connection, opened at the first and
+        closed at the end: a connection (and STARTTLS and login) per message costs the server and us more than
+        the message. Each caller takes its own batch; a batch is not shared between green threads."""
+        return MailBatch(self)
+
+    def _connect(self) -> smtplib.SMTP:
         cfg = self.config
-        with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=30) as smtp:
+        smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=30)
+        try:
             if cfg.smtp_starttls:
                 smtp.starttls()
             if cfg.smtp_user:
                 smtp.login(cfg.smtp_user, cfg.smtp_password)
-            smtp.send_message(msg)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
 
     def _file(self, msg: EmailMessage) -> None:
         folder = Path(self.config.data_dir) / "mail"
@@ -164,3 +170,50 @@ class Mail(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.sender
+
+
+class MailBatch:
+    """Messages sent over one SMTP connection (see `MailSender.batch`); without SMTP, .eml files."""
+
+    def __init__(self, sender: MailSender):
+        self.sender = sender
+        self._smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> "MailBatch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close(quit=True)
+
+    def send(self, to, subject: str, text: str, html: str | None = None, headers: dict | None = None) -> str:
+        """Send one message; returns its Message-ID. A refused message raises and leaves the connection usable;
+        a connection the server dropped (an idle timeout, a limit of messages per connection) is opened again
+        once for the same message, which it had not accepted."""
+        msg = self.sender.compose(to, subject, text, html, headers)
+        if not self.sender.config.smtp_host:
+            self.sender._file(msg)
+            return msg["Message-ID"]
+        for attempt in (1, 2):
+            reused = self._smtp is not None
+            if not reused:
+                self._smtp = self.sender._connect()
+            try:
+                self._smtp.send_message(msg)
+                return msg["Message-ID"]
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                self._close(quit=False)
+                if not reused or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _close(self, quit: bool) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            if quit:
+                smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()

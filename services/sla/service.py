@@ -204,11 +204,11 @@ class SlaService:
 
     def send_mails(self) -> None:
         while True:
-            with self.db.transaction() as session:
+            with self.db.transaction() as session, self.mail.batch() as mails:  # one SMTP connection a batch
                 pending = handlers.pending_mails(session, utcnow(), 50)
                 for note in pending:
                     try:
-                        self.mail.send(note.recipients, note.subject, note.body)
+                        mails.send(note.recipients, note.subject, note.body)
                         metrics.MAILS_SENT.labels("sent").inc()
                     except Exception:  # the SMTP server is down: the row stays and is retried next tick
                         log.exception("SLA mail for ticket %s not sent", note.ticket_id)

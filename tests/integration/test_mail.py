@@ -59,3 +59,44 @@ def test_without_smtp_mail_is_written_as_eml_files(tmp_path):
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert msg["Subject"] == "Žluťoučký kůň" and msg["To"] == "a@firma.cz, b@firma.cz"
     assert msg.get_body(("html",)).get_content().strip() == "<p>text</p>"
+
+
+class _CountingInbox(_Inbox):
+    def __init__(self):
+        super().__init__()
+        self.connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.connections += 1  # one EHLO a connection
+        session.host_name = hostname
+        return responses
+
+
+def test_a_batch_sends_over_one_connection_and_opens_it_again_when_the_server_drops_it(tmp_path):
+    inbox = _CountingInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        cfg = config_module.load({"HELPDESK_SMTP_HOST": "127.0.0.1", "HELPDESK_SMTP_PORT": str(controller.port),
+                                  "HELPDESK_DATA_DIR": str(tmp_path)})
+        sender = MailSender(cfg)
+        with sender.batch() as batch:
+            for n in range(3):
+                batch.send(f"s{n}@firma.cz", f"Zpráva {n}", "text")
+            assert inbox.connections == 1
+            batch._smtp.sock.shutdown(socket.SHUT_RDWR)  # as a server's idle timeout leaves it
+            batch.send("s3@firma.cz", "Zpráva 3", "text")
+        assert [m["To"] for m in inbox.messages] == [f"s{n}@firma.cz" for n in range(4)]
+        assert inbox.connections == 2
+        sender.send("alone@firma.cz", "Sama", "text")  # outside a batch: a connection of its own
+        assert inbox.connections == 3 and inbox.messages[-1]["To"] == "alone@firma.cz"
+    finally:
+        controller.stop()
+
+
+def test_a_batch_whose_new_connection_fails_raises_and_sends_nothing(tmp_path):
+    cfg = config_module.load({"HELPDESK_SMTP_HOST": "127.0.0.1", "HELPDESK_SMTP_PORT": str(_free_port()),
+                              "HELPDESK_DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConnectionRefusedError), MailSender(cfg).batch() as batch:
+        batch.send("a@firma.cz", "Nic", "text")
+    assert not (tmp_path / "mail").exists()
