@@ -197,12 +197,16 @@ class _TimedMethodProxy(_MethodProxy):
                                routing_key=f"{self.service_name}.{self.method_name}",
                                reply_to=self.reply_listener.routing_key, correlation_id=correlation_id,
                                extra_headers=self.get_message_headers(self.worker_ctx))
+        timer = eventlet.Timeout(self.timeout)
         try:
-            with eventlet.Timeout(self.timeout):
-                return reply.result()
-        except eventlet.Timeout:
+            return reply.result()
+        except eventlet.Timeout as fired:
+            if fired is not timer:  # (a caller's own timeout, further out)
+                raise
             self.reply_listener.forget(correlation_id)
             raise CallTimedOut(f"{self.service_name}.{self.method_name} did not answer within {self.timeout:g} s")
+        finally:
+            timer.cancel()
 
 
 class _LightServiceProxy(ServiceProxy):
