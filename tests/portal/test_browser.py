@@ -9,6 +9,24 @@ import pytest
 
 from .conftest import PASSWORD, link_in, mails
 
+
+def _replaced(element):
+    """`expected_conditions.staleness_of`, also when chromedriver, asked about the old page while the new one
+    loads, answers "Node with given id does not belong to the document" instead of "stale element"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    def check(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+    return check
+
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -79,12 +97,11 @@ class Journey:
     def press(self, text: str) -> None:
         """Click the button and wait for the page its form answers with."""
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
         page = self.driver.find_element(By.TAG_NAME, "html")
         self.driver.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.driver, 15).until(_replaced(page))
 
     def text(self) -> str:
         from selenium.webdriver.common.by import By
