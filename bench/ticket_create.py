@@ -217,7 +217,7 @@ def _profile(folder: str, pids: list[int], tag: str, seconds: float) -> list[sub
     """py-spy (collapsed stacks, --idle off) on each service process for the measured window."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     spy = str(C.VENV_BIN / "py-spy")
-    return [subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw",
+    return [subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw", *(["--idle"] if os.environ.get("BENCH_PROFILE_IDLE") else []),
                               "-o", str(Path(folder) / f"{tag}-pid{pid}.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
