@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
-
 from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 
@@ -359,7 +358,7 @@ class AssignmentService:
                 version = ticket["version"]
             try:
                 return True, self.owed_calls.assign(SYSTEM_ACTOR, owed.ticket_id, target, version=version,
-                                                  note=owed.note)
+                                                    note=owed.note)
             except Conflict:
                 version = None  # someone changed the ticket since: look again
             except NotFound:

@@ -193,7 +193,7 @@ class MailBatch:
         if not self.sender.config.smtp_host:
             self.sender._file(msg)
             return msg["Message-ID"]
-        for attempt in (1, 2):
+        while True:  # at most twice: a second try is on a new connection, whose failure is raised
             reused = self._smtp is not None
             if not reused:
                 self._smtp = self.sender._connect()
@@ -202,9 +202,8 @@ class MailBatch:
                 return msg["Message-ID"]
             except (smtplib.SMTPServerDisconnected, ConnectionError):
                 self._close(quit=False)
-                if not reused or attempt == 2:
+                if not reused:
                     raise
-        raise AssertionError("unreachable")
 
     def _close(self, quit: bool) -> None:
         smtp, self._smtp = self._smtp, None

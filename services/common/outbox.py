@@ -23,9 +23,9 @@ import socket
 import time
 import uuid
 
+import amqp
 import eventlet
 from eventlet.event import Event as GreenEvent
-import amqp
 from kombu import Connection
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
