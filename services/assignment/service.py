@@ -39,7 +39,7 @@ _ACTOR = ActorSchema()
 _RULE_IN = schemas.RuleIn()
 _SOLVER_IN = schemas.SolverIn()
 RETRY_AFTER_SECONDS = 5.0
-RPC_TIMEOUT_SECONDS = 30.0  # a call to the tickets service with no answer by then is left owed, for `retry_owed`
+RPC_TIMEOUT_SECONDS = 30.0  # a tickets call with no answer by then gives up; the decision stays owed (`retry_owed`)
 _mail_running = False
 _mail_committed = False  # a decision committed e-mails since a sender last leased: that sender looks once more
 

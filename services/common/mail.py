@@ -187,8 +187,9 @@ class MailBatch:
 
     def send(self, to, subject: str, text: str, html: str | None = None, headers: dict | None = None) -> str:
         """Send one message; returns its Message-ID. A refused message raises and leaves the connection usable;
-        a connection the server dropped (an idle timeout, a limit of messages per connection) is opened again
-        once for the same message, which it had not accepted."""
+        a connection the server dropped or closes (421: an idle timeout, a limit of messages per connection) is
+        opened again once for the same message (a server that dropped it after taking the message, rare, gets it
+        twice: mail is at-least-once here as everywhere)."""
         msg = self.sender.compose(to, subject, text, html, headers)
         if not self.sender.config.smtp_host:
             self.sender._file(msg)
@@ -200,8 +201,10 @@ class MailBatch:
             try:
                 self._smtp.send_message(msg)
                 return msg["Message-ID"]
-            except (smtplib.SMTPServerDisconnected, ConnectionError):
-                self._close(quit=False)
+            except (smtplib.SMTPServerDisconnected, ConnectionError, smtplib.SMTPResponseException) as exc:
+                if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code != 421:
+                    raise  # refused for itself (a recipient, the content): the connection goes on
+                self._close(quit=False)  # dropped, or 421: the server is closing it (e.g. messages per connection)
                 if not reused:
                     raise
 

@@ -200,8 +200,9 @@ _CORRELATION_KEY = '"correlation_id": "'
 
 def correlation_id_of(body: str) -> str:
     """The correlation id of an envelope's JSON text (as `Outbox.rows` writes it) without parsing all of it:
-    `events.build` puts the key before the payload, so its first occurrence is the envelope's own."""
-    start = body.find(_CORRELATION_KEY)
+    `events.build` puts the key before the payload, which is looked past."""
+    envelope = body[:body.find('"payload": ')]  # (the payload comes last, and may hold any key)
+    start = envelope.find(_CORRELATION_KEY)
     if start >= 0:
         start += len(_CORRELATION_KEY)
         value = body[start:body.find('"', start)]

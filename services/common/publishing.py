@@ -8,8 +8,8 @@ broker instead: a green thread takes one, publishes the prepared message and giv
 back, so no two threads ever write on one channel at once. It reads from the broker
 only when the socket has something to read (py-amqp reads with a zero timeout before
 every message, which under eventlet is a turn of the hub). A channel whose connection
-failed is dropped, and the message is sent once more on a new connection (as nameko's
-default retry policy would); a second failure is raised.
+failed is dropped, and the message is sent once more on a new connection after a short
+pause (nameko's default retry policy retried too); a second failure is raised.
 
 Events do not come here: they go through the outbox's relay, with confirms.
 """
@@ -18,9 +18,14 @@ from __future__ import annotations
 import contextlib
 
 import amqp
+import eventlet
 from amqp import spec
 from eventlet.patcher import original
 from kombu import Connection
+from kombu.transport import pyamqp
+
+_RETRIED = pyamqp.Transport.connection_errors + pyamqp.Transport.channel_errors  # (a channel the broker closed)
+RETRY_PAUSE_SECONDS = 0.2
 
 _select = original("select")  # a readiness test that is one system call, not a turn of the eventlet hub
 
@@ -35,20 +40,23 @@ def _open(amqp_uri: str, ssl, login_method) -> tuple:
 def publish(amqp_uri: str, body: bytes | str, *, exchange: str, routing_key: str, ssl=None, login_method=None,
             **properties) -> None:
     """Send one message without confirms; `properties` are AMQP basic properties (content_type,
-    content_encoding, application_headers, delivery_mode, correlation_id, reply_to, …)."""
+    content_encoding, application_headers, delivery_mode, correlation_id, reply_to, expiration, …)."""
     key = (amqp_uri, repr(ssl), login_method)
     free = _free.setdefault(key, [])
     message = amqp.Message(body.encode() if isinstance(body, str) else body, **properties)
     for attempt in (1, 2):
-        connection, channel = free.pop() if free else _open(amqp_uri, ssl, login_method)
+        connection = None
         try:
+            connection, channel = free.pop() if free else _open(amqp_uri, ssl, login_method)
             _read_pending(connection.connection)  # (only when the broker has sent something)
             send(channel, message, exchange, routing_key)
-        except connection.connection_errors + connection.channel_errors:  # (a channel the broker closed, too)
-            with contextlib.suppress(Exception):
-                connection.close()
-            if attempt == 2:
+        except BaseException as exc:  # (a green thread killed half-way too: its connection is not put back)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            if attempt == 2 or not isinstance(exc, _RETRIED):
                 raise
+            eventlet.sleep(RETRY_PAUSE_SECONDS)  # (a broker restarting: give it a moment)
             continue
         free.append((connection, channel))
         return
@@ -66,8 +74,9 @@ def _read_pending(connection: amqp.Connection) -> None:
     poll = _select.poll()
     poll.register(connection.transport.sock.fileno(), _select.POLLIN)
     if poll.poll(0):
-        with contextlib.suppress(TimeoutError):  # (socket.timeout: it was a partial frame, read the rest later)
-            connection.drain_events(timeout=0)
+        # a short timeout, not none: py-amqp spins without yielding on a frame whose rest has not come yet
+        with contextlib.suppress(TimeoutError):
+            connection.drain_events(timeout=0.1)
 
 
 def close_all() -> None:

@@ -19,6 +19,7 @@ sends them, replies unacknowledged, a timeout on each call), as the assignment s
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import uuid
 from functools import partial
@@ -39,6 +40,8 @@ from nameko.standalone.rpc import ClusterProxy, ClusterRpcProxy, PollingQueueCon
 
 from helpdesk.common import publishing
 
+log = logging.getLogger(__name__)
+
 
 class _Responder(Responder):
     """nameko's Responder, with the reply serialised once (nameko serialises it twice: once to check it can)
@@ -54,10 +57,15 @@ class _Responder(Responder):
             exc_info = sys.exc_info()
             error, result = serialize(UnserializableValueError(result)), None
             _, encoding, body = kombu.serialization.dumps({"result": None, "error": error}, serializer)
-        publishing.publish(self.amqp_uri, body, exchange=self.exchange.name,
-                           routing_key=self.message.properties["reply_to"], ssl=self.ssl,
-                           login_method=self.login_method, content_type=content_type, content_encoding=encoding,
-                           delivery_mode=NON_PERSISTENT, correlation_id=self.message.properties.get("correlation_id"))
+        try:
+            publishing.publish(self.amqp_uri, body, exchange=self.exchange.name,
+                               routing_key=self.message.properties["reply_to"], ssl=self.ssl,
+                               login_method=self.login_method, content_type=content_type, content_encoding=encoding,
+                               delivery_mode=NON_PERSISTENT,
+                               correlation_id=self.message.properties.get("correlation_id"))
+        except Exception:  # raised here it would kill the service's container; lost, the caller's timeout answers
+            log.warning("the reply to %s could not be sent", self.message.delivery_info.get("routing_key"),
+                        exc_info=True)
         return result, exc_info
 
 
@@ -117,10 +125,11 @@ class _Requests(Publisher):
     def publish(self, payload, **kwargs):
         content_type, encoding, body = kombu.serialization.dumps(payload, self.serializer)
         headers = {**self.publish_kwargs.get("headers", {}), **kwargs.get("extra_headers", {})}
+        extra = {"expiration": kwargs["expiration"]} if kwargs.get("expiration") else {}
         publishing.publish(self.amqp_uri, body, exchange=kwargs["exchange"].name, routing_key=kwargs["routing_key"],
                            ssl=self.ssl, login_method=self.login_method, content_type=content_type,
                            content_encoding=encoding, application_headers=headers, delivery_mode=NON_PERSISTENT,
-                           correlation_id=kwargs["correlation_id"], reply_to=kwargs["reply_to"])
+                           correlation_id=kwargs["correlation_id"], reply_to=kwargs["reply_to"], **extra)
 
 
 class _MethodProxy(MethodProxy):
@@ -192,21 +201,26 @@ class _TimedMethodProxy(_MethodProxy):
 
     def __call__(self, *args, **kwargs):
         correlation_id = str(uuid.uuid4())
-        reply = RpcReply(self.reply_listener.get_reply_event(correlation_id))
-        self.publisher.publish({"args": args, "kwargs": kwargs}, exchange=get_rpc_exchange(self.container.config),
-                               routing_key=f"{self.service_name}.{self.method_name}",
-                               reply_to=self.reply_listener.routing_key, correlation_id=correlation_id,
-                               extra_headers=self.get_message_headers(self.worker_ctx))
         timer = eventlet.Timeout(self.timeout)
         try:
+            reply = RpcReply(self.reply_listener.get_reply_event(correlation_id))
+            # the request expires with the call: one nobody waits for any more is not left to pile up in the queue
+            self.publisher.publish({"args": args, "kwargs": kwargs}, exchange=get_rpc_exchange(self.container.config),
+                                   routing_key=f"{self.service_name}.{self.method_name}",
+                                   reply_to=self.reply_listener.routing_key, correlation_id=correlation_id,
+                                   extra_headers=self.get_message_headers(self.worker_ctx),
+                                   expiration=str(int(self.timeout * 1000)))
             return reply.result()
         except eventlet.Timeout as fired:
             if fired is not timer:  # (a caller's own timeout, further out)
                 raise
-            self.reply_listener.forget(correlation_id)
             raise CallTimedOut(f"{self.service_name}.{self.method_name} did not answer within {self.timeout:g} s")
         finally:
             timer.cancel()
+            self.reply_listener.forget(correlation_id)  # (answered: gone already; else never left behind)
+
+    def call_async(self, *args, **kwargs):
+        raise NotImplementedError("a LightRpcProxy call waits for its answer, within its timeout")
 
 
 class _LightServiceProxy(ServiceProxy):

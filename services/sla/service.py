@@ -204,7 +204,8 @@ class SlaService:
 
     def send_mails(self) -> None:
         while True:
-            with self.db.transaction() as session, self.mail.batch() as mails:  # one SMTP connection a batch
+            # one SMTP connection a batch, closed after the commit (the rows' locks are not held through its QUIT)
+            with self.mail.batch() as mails, self.db.transaction() as session:
                 pending = handlers.pending_mails(session, utcnow(), 50)
                 for note in pending:
                     try:

@@ -31,6 +31,10 @@ class Caller:
         return "no error"
 
     @rpc
+    def waiting_calls(self):
+        return len(self.nobody.reply_listener._reply_events)
+
+    @rpc
     def call_nobody(self):
         started = time.monotonic()
         try:
@@ -55,6 +59,7 @@ def test_calls_answer_raise_by_type_and_time_out_without_holding_the_worker(tick
         assert message == "nosuchservice.ping did not answer within 0.5 s" and 0.5 <= took < 3
         for _ in range(3):  # the proxy still serves after a timeout
             assert client.light_caller.categories() == []
+        assert client.light_caller.waiting_calls() == 0  # nothing left behind by the answered or the timed-out
     consumers = _consumers(config.amqp_uri.rsplit("/", 1)[1])
     assert len(consumers) == 1 and consumers[0][1] == "false"  # replies taken without acknowledgements
 
@@ -77,3 +82,25 @@ def test_a_timed_out_calls_late_reply_is_dropped(tickets, run_services, config):
 def test_a_proxy_needs_a_positive_timeout(timeout):
     with pytest.raises(ValueError, match="timeout must be positive"):
         LightRpcProxy("tickets", timeout=timeout)
+
+
+def test_a_reply_that_cannot_be_sent_is_lost_not_the_service(tickets, run_services, config, monkeypatch):
+    from nameko.exceptions import RpcTimeout
+
+    from helpdesk.common import publishing
+
+    run_services(Caller)
+    real, failures = publishing.publish, []
+
+    def fail_once(*args, **kwargs):
+        if not failures:
+            failures.append(kwargs.get("routing_key"))
+            raise ConnectionError("broker away")
+        return real(*args, **kwargs)
+
+    with ClusterRpcProxy(config.nameko(), timeout=3) as client:
+        assert client.light_caller.categories() == []
+        monkeypatch.setattr(publishing, "publish", fail_once)
+        with pytest.raises(RpcTimeout):
+            client.light_caller.waiting_calls()  # its reply is the one that fails: the caller times out
+        assert failures and client.light_caller.waiting_calls() == 0  # and the service still answers

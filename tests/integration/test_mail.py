@@ -100,3 +100,33 @@ def test_a_batch_whose_new_connection_fails_raises_and_sends_nothing(tmp_path):
     with pytest.raises(ConnectionRefusedError), MailSender(cfg).batch() as batch:
         batch.send("a@firma.cz", "Nic", "text")
     assert not (tmp_path / "mail").exists()
+
+
+class _ClosingAfterOne(_CountingInbox):
+    """Answers 421 to the second message of a connection, as a server with a limit of messages per connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.refused = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        if len(self.messages) == 1 and not self.refused:
+            self.refused += 1
+            return "421 4.7.0 too many messages on this connection"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_421_on_a_reused_connection_sends_the_message_on_a_new_one(tmp_path):
+    inbox = _ClosingAfterOne()
+    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        cfg = config_module.load({"HELPDESK_SMTP_HOST": "127.0.0.1", "HELPDESK_SMTP_PORT": str(controller.port),
+                                  "HELPDESK_DATA_DIR": str(tmp_path)})
+        with MailSender(cfg).batch() as batch:
+            batch.send("a@firma.cz", "První", "text")
+            batch.send("b@firma.cz", "Druhá", "text")
+        assert [m["To"] for m in inbox.messages] == ["a@firma.cz", "b@firma.cz"]
+        assert inbox.refused == 1 and inbox.connections == 2
+    finally:
+        controller.stop()

@@ -170,6 +170,8 @@ def test_the_relay_reads_the_correlation_id_from_an_envelopes_text_as_the_parser
     change["ticket"]["subject"] = '"correlation_id": "not this one"'  # (escaped in the text, so never matched)
     envelope = events.build("tickets", "ticket_state_changed", change, "c-123")
     assert correlation_id_of(json.dumps(envelope, ensure_ascii=False)) == "c-123"
+    hidden = json.dumps({**envelope, "correlation_id": None, "payload": {"correlation_id": "a payload's own"}})
+    assert correlation_id_of(hidden) == ""  # the envelope's, null: not a key of the same name in the payload
     for odd in (None, 'quote " and \\ backslash', "ščř"):
         text = json.dumps({**envelope, "correlation_id": odd}, ensure_ascii=False)
         assert correlation_id_of(text) == (odd or "")
