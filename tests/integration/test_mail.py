@@ -1,6 +1,7 @@
 """The shared mail sender: a real SMTP server when configured, .eml files otherwise."""
 from __future__ import annotations
 
+import contextlib
 import email
 import socket
 
@@ -72,14 +73,22 @@ class _CountingInbox(_Inbox):
         return responses
 
 
-def test_a_batch_sends_over_one_connection_and_opens_it_again_when_the_server_drops_it(tmp_path):
-    inbox = _CountingInbox()
+@contextlib.contextmanager
+def _sender_to(inbox, tmp_path):
+    """A MailSender configured for an SMTP server of its own that hands messages to `inbox`."""
     controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
     controller.start()
     try:
-        cfg = config_module.load({"HELPDESK_SMTP_HOST": "127.0.0.1", "HELPDESK_SMTP_PORT": str(controller.port),
-                                  "HELPDESK_DATA_DIR": str(tmp_path)})
-        sender = MailSender(cfg)
+        yield MailSender(config_module.load({"HELPDESK_SMTP_HOST": "127.0.0.1",
+                                             "HELPDESK_SMTP_PORT": str(controller.port),
+                                             "HELPDESK_DATA_DIR": str(tmp_path)}))
+    finally:
+        controller.stop()
+
+
+def test_a_batch_sends_over_one_connection_and_opens_it_again_when_the_server_drops_it(tmp_path):
+    inbox = _CountingInbox()
+    with _sender_to(inbox, tmp_path) as sender:
         with sender.batch() as batch:
             for n in range(3):
                 batch.send(f"s{n}@firma.cz", f"Zpráva {n}", "text")
@@ -90,8 +99,6 @@ def test_a_batch_sends_over_one_connection_and_opens_it_again_when_the_server_dr
         assert inbox.connections == 2
         sender.send("alone@firma.cz", "Sama", "text")  # outside a batch: a connection of its own
         assert inbox.connections == 3 and inbox.messages[-1]["To"] == "alone@firma.cz"
-    finally:
-        controller.stop()
 
 
 def test_a_batch_whose_new_connection_fails_raises_and_sends_nothing(tmp_path):
@@ -118,15 +125,8 @@ class _ClosingAfterOne(_CountingInbox):
 
 def test_a_421_on_a_reused_connection_sends_the_message_on_a_new_one(tmp_path):
     inbox = _ClosingAfterOne()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        cfg = config_module.load({"HELPDESK_SMTP_HOST": "127.0.0.1", "HELPDESK_SMTP_PORT": str(controller.port),
-                                  "HELPDESK_DATA_DIR": str(tmp_path)})
-        with MailSender(cfg).batch() as batch:
-            batch.send("a@firma.cz", "První", "text")
-            batch.send("b@firma.cz", "Druhá", "text")
-        assert [m["To"] for m in inbox.messages] == ["a@firma.cz", "b@firma.cz"]
-        assert inbox.refused == 1 and inbox.connections == 2
-    finally:
-        controller.stop()
+    with _sender_to(inbox, tmp_path) as sender, sender.batch() as batch:
+        batch.send("a@firma.cz", "První", "text")
+        batch.send("b@firma.cz", "Druhá", "text")
+    assert [m["To"] for m in inbox.messages] == ["a@firma.cz", "b@firma.cz"]
+    assert inbox.refused == 1 and inbox.connections == 2
