@@ -158,6 +158,8 @@ class _Loads(Mapping):
         self._session, self._counts = session, None
 
     def _read(self) -> dict:
+        if self._counts is None and _BATCH in self._session.info:
+            self._counts = self._session.info[_BATCH].counts  # read once a batch (None until then)
         if self._counts is None:
             # straight from the driver's cursor: a thousand rows cost a third of what result rows do
             conn = self._session.connection()
@@ -168,6 +170,9 @@ class _Loads(Mapping):
                 cursor.close()
             for solver_id, n in _in_flight(self._session).items():
                 self._counts[solver_id] = self._counts.get(solver_id, 0) + n
+            batch = self._session.info.get(_BATCH)
+            if batch is not None:
+                batch.read(self._session, self._counts)
         return self._counts
 
     def __getitem__(self, key):
@@ -273,6 +278,10 @@ def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None, afte
     """Move counters by `deltas`; `stamp` (solver_id, time) also records when that solver last got a ticket.
     `after_pending`: the session's pending rows are written first (by the counter's statement when
     `_pending_decision_rows` allows)."""
+    batch = session.info.get(_BATCH)
+    if batch is not None:
+        batch.defer(deltas, stamp)
+        return
     stamps = dict([stamp]) if stamp else {}
     solver_ids = sorted(set(deltas) | set(stamps))  # sorted: replicas lock counter rows in one order
     new_rows = _pending_decision_rows(session) if after_pending and len(solver_ids) == 1 else None
@@ -291,6 +300,70 @@ def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None, afte
             session.add(SolverLoad(solver_id=solver_id, open_tickets=deltas.get(solver_id, 0),
                                    last_assigned_at=stamps.get(solver_id)))
             session.flush()
+
+
+# ---------------------------------------------------------------- batches
+
+# First decisions of tickets created side by side are made in one transaction (service.py, GroupCommit): the
+# counters are read once for the batch, and the counter moves are written at its end, after its rows, in
+# solver order (so two replicas' batches lock counter rows in one order and never deadlock)
+_BATCH = "assignment_batch"
+_MOVE_LOAD_MAYBE_STAMPED = _MOVE_LOAD.values(last_assigned_at=func.coalesce(bindparam("stamp"),
+                                                                           _LOAD.c.last_assigned_at))
+
+
+class _Batch:
+    def __init__(self):
+        self.deltas: collections.Counter = collections.Counter()
+        self.stamps: dict = {}
+        self.counts: dict | None = None  # the counters as the batch's decisions see them, once read
+
+    def defer(self, deltas: dict, stamp: tuple | None) -> None:
+        self.deltas.update(deltas)
+        if stamp:
+            self.stamps[stamp[0]] = stamp[1]
+        if self.counts is not None:
+            for solver_id, n in deltas.items():
+                self.counts[solver_id] = self.counts.get(solver_id, 0) + n
+
+    def read(self, session: Session, counts: dict) -> None:
+        """Make counters just read (committed rows plus every decision in flight in this process) what this
+        batch's decisions see: its moves so far are not written yet, and its own decisions in flight are
+        those moves, so they count once."""
+        for solver_id, n in self.deltas.items():
+            counts[solver_id] = counts.get(solver_id, 0) + n
+        for _pending, solver_id in session.info.get(_IN_FLIGHT_KEY, ()):
+            counts[solver_id] -= 1
+        self.counts = counts
+
+
+def begin_batch(session: Session) -> None:
+    session.info[_BATCH] = _Batch()
+
+
+def end_batch(session: Session) -> None:
+    """Write the batch: its rows, then its counter moves in solver order with one statement."""
+    batch = session.info.pop(_BATCH)
+    rows = _pending_decision_rows(session)
+    if rows is None:
+        session.flush()
+    else:  # one multi-row INSERT a table, without the flush's bookkeeping (as `_inserting` writes one decision's)
+        conn = session.connection()
+        for table, objs in sorted(rows.items(), key=lambda item: item[0].name):
+            conn.execute(table.insert(), [_inserted_values(table, obj) for obj in objs])
+            for obj in objs:
+                session.expunge(obj)
+    solver_ids = sorted(set(batch.deltas) | set(batch.stamps))
+    if not solver_ids:
+        return
+    params = [{"solver": i, "delta": batch.deltas.get(i, 0), "stamp": batch.stamps.get(i)} for i in solver_ids]
+    if session.execute(_MOVE_LOAD_MAYBE_STAMPED, params).rowcount == len(params):
+        return
+    have = set(session.scalars(select(SolverLoad.solver_id).where(SolverLoad.solver_id.in_(solver_ids))))
+    for p in params:  # a solver's first ticket: the counter row is new
+        if p["solver"] not in have:
+            session.add(SolverLoad(solver_id=p["solver"], open_tickets=p["delta"], last_assigned_at=p["stamp"]))
+    session.flush()
 
 
 # A first decision's new rows, all of these tables, and the one counter it moves are written by one statement
@@ -333,6 +406,19 @@ def _inserted_columns(table, i: int) -> tuple:
     return found
 
 
+def _inserted_values(table, obj, i: int = 0, params: dict | None = None) -> dict:
+    """The values the ORM would insert for a pending `obj` (a generated key left to the database, an unset
+    column its default), into `params` under `_inserted_columns(table, i)`'s names (else by column)."""
+    state = obj.__dict__
+    out = {} if params is None else params
+    for key, name, has_default, default in _inserted_columns(table, i):
+        value = state.get(key)
+        if value is None and has_default and key not in state:
+            value = default
+        out[key if params is None else name] = value
+    return out
+
+
 def _inserting(session: Session, statement, rows: dict, params: dict):
     """`statement` that also inserts `rows` ({table: [pending objects]}), built once per shape (a `db.Prepared`);
     adds their values to `params` as the ORM would insert them (a generated key left to the database, an unset
@@ -340,12 +426,7 @@ def _inserting(session: Session, statement, rows: dict, params: dict):
     shape = tuple(sorted((table.name, len(objs)) for table, objs in rows.items()))
     for table, objs in rows.items():
         for i, obj in enumerate(objs):
-            state = obj.__dict__
-            for key, name, has_default, default in _inserted_columns(table, i):
-                value = state.get(key)
-                if value is None and has_default and key not in state:
-                    value = default
-                params[name] = value
+            _inserted_values(table, obj, i, params)
             session.expunge(obj)
     key = (statement, shape)
     if key not in _INSERTING:
@@ -711,6 +792,16 @@ _CARRIED_OUT = db.Prepared("assignment_carried_out", _DECISIONS.update()
 def carried_out(conn: Connection, ticket_id: int) -> None:
     """Record that an owed RPC was made: the decision takes the status it waited for (one statement)."""
     _CARRIED_OUT.execute(conn, {"ticket": ticket_id})
+
+
+_CARRIED_OUT_MANY = (_DECISIONS.update().where(_DECISIONS.c.ticket_id.in_(bindparam("tickets", expanding=True)))
+                     .where(_DECISIONS.c.status == _inline(ASSIGNING)).values(status=_DECISIONS.c.next_status))
+
+
+def carried_out_many(conn: Connection, ticket_ids: list[int]) -> list[None]:
+    """`carried_out` for many decisions with one statement."""
+    conn.execute(_CARRIED_OUT_MANY, {"tickets": ticket_ids})
+    return [None] * len(ticket_ids)
 
 
 def superseded(session: Session, ticket_id: int, ticket: dict | None) -> None:

@@ -1,7 +1,7 @@
 """Business metrics of the assignment service for Prometheus."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import select
 
 from helpdesk.assignment.models import SolverLoad
@@ -15,6 +15,9 @@ OFFERS_EXPIRED = Counter("helpdesk_assignment_offers_expired_total", "Offers nob
 REROUTED = Counter("helpdesk_assignment_rerouted_total", "Open tickets re-routed away from an inactive or absent solver")
 MAILS = Counter("helpdesk_assignment_mails_total", "Notification e-mails by outcome (sent, retry, failed)",
                 ["outcome"])
+BATCH_SIZE = Histogram("helpdesk_assignment_batch_size", "New tickets decided together in one transaction (a batch of "
+                       "the ticket_created events handled side by side; 1 when they come one at a time)",
+                       buckets=(1, 2, 4, 8, 16, 32))
 SOLVER_LOAD = Gauge("helpdesk_solver_open_tickets", "Open tickets per solver (maintained counters, refreshed every 30 s)",
                     ["solver_id"])
 

@@ -24,9 +24,9 @@ from helpdesk.common.db import DatabaseProvider, statements
 from helpdesk.common.errors import EXPECTED, Conflict, Forbidden, NotFound, ValidationFailed
 from helpdesk.common import events
 from helpdesk.common.events import utcnow
-from helpdesk.common.inbox import event_handler, idempotent
+from helpdesk.common.inbox import GroupCommit, event_handler, guard_many, idempotent
 from helpdesk.common.mail import Mail
-from helpdesk.common.observability import Observability
+from helpdesk.common.observability import EVENTS_HANDLED, Observability
 from helpdesk.common.outbox import Outbox
 from helpdesk.common.schemas import load
 from helpdesk.common.vocabulary import ADMIN, DISPATCHER, SOLVER, SYSTEM_ACTOR
@@ -63,6 +63,17 @@ def _actor(data, roles: set[str], what: str):
     return SimpleNamespace(**a)
 
 
+class Batches(DependencyProvider):
+    """Work that workers of one service container do side by side, done together (`GroupCommit`): first
+    decisions in one transaction, and the record that decisions were carried out in one statement."""
+
+    def setup(self):
+        self.batches = SimpleNamespace(created=GroupCommit(), carried_out=GroupCommit())
+
+    def get_dependency(self, worker_ctx):
+        return self.batches
+
+
 class AssignmentService:
     name = "assignment"
 
@@ -71,6 +82,7 @@ class AssignmentService:
     outbox = Outbox()
     mail = Mail()
     settings = SettingsProvider()
+    batches = Batches()
     tickets = RpcProxy("tickets")
     # the calls that carry out a committed decision: owed in this service's database and retried until done, so
     # they need no broker confirms or acks, and a lost one must not hold a worker for ever
@@ -92,7 +104,35 @@ class AssignmentService:
     def on_ticket_created(self, body):
         event = events.parse(body)
         turn = self._tx(handlers.turn_ahead, event.payload["ticket"])
-        self._after(self._decide_new(event, turn))
+        self._after(self.batches.created.submit(self._decide_batch, self._decide_alone, (event, turn)))
+
+    def _decide_alone(self, item):
+        metrics.BATCH_SIZE.observe(1)
+        return self._decide_new(*item)
+
+    def _decide_batch(self, items) -> list:
+        """First decisions of tickets created side by side, in one transaction with their guard rows (the
+        rows `_decide_new_once` writes, so either path sees the other's): the counters are read once and
+        written once per solver, and the batch commits once."""
+        service, handler = type(self).name, AssignmentService._decide_new_once.__qualname__
+        now, out, seen = utcnow(), [], set()
+        with self.db.transaction() as session:
+            handlers.begin_batch(session)
+            new = guard_many(session, self.db.metadata.tables["processed_events"], handler,
+                             [event.event_id for event, _ in items])
+            for event, turn in items:
+                if event.event_id not in new or event.event_id in seen:
+                    out.append(None)
+                    continue
+                seen.add(event.event_id)
+                out.append(handlers.ticket_created(session, self.outbox, event.payload["ticket"], self.settings,
+                                                   now, turn_hint=turn))
+            handlers.end_batch(session)
+        metrics.BATCH_SIZE.observe(len(items))
+        EVENTS_HANDLED.labels(service, handler, "ok").inc(len(seen))
+        if len(items) > len(seen):
+            EVENTS_HANDLED.labels(service, handler, "duplicate").inc(len(items) - len(seen))
+        return out
 
     def _decide_new(self, body, turn):
         self._turn = turn  # a service instance serves one worker: the guarded method below reads it
@@ -334,7 +374,9 @@ class AssignmentService:
                         exc)
             return
         if done:
-            self._one_statement(handlers.carried_out, owed.ticket_id)
+            self.batches.carried_out.submit(lambda ids: self._one_statement(handlers.carried_out_many, ids),
+                                            lambda ticket_id: self._one_statement(handlers.carried_out, ticket_id),
+                                            owed.ticket_id)
         else:
             self._tx(handlers.superseded, owed.ticket_id, ticket)
         metrics.CARRIED_OUT.labels("done" if done else "superseded").inc()

@@ -18,6 +18,7 @@ import functools
 import logging
 
 import eventlet
+import eventlet.event
 from kombu import Connection, Exchange, Queue
 from nameko.events import EventHandler
 from sqlalchemy import Column, MetaData, String, Table
@@ -164,3 +165,90 @@ def idempotent(method):
         return result
 
     return wrapper
+
+
+@functools.cache
+def _insert_new_returning(table: Table, dialect: str):
+    """`_insert_new` that returns the event ids it inserted (many rows in one statement)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing().returning(table.c.event_id)
+
+
+def guard_many(session, table: Table, handler_name: str, event_ids) -> set[str]:
+    """Record many events as processed by `handler_name` in the session's transaction, with one statement
+    (the guard of `idempotent` for a batch); returns the ids recorded now: the others were processed before,
+    or are being committed by another replica, which this waits for."""
+    now = events.utcnow()
+    rows = [{"event_id": event_id, "handler": handler_name, "processed_at": now} for event_id in dict.fromkeys(event_ids)]
+    statement = _insert_new_returning(table, session.get_bind().dialect.name)
+    return set(session.execute(statement, rows).scalars())
+
+
+class GroupCommit:
+    """Items that arrive side by side (events handled by concurrent workers of one process) handled in one
+    transaction: group commit.
+
+    A worker submits its item and waits. If no batch is under way, it leads: it runs every item waiting
+    (at most `limit`) through `run_many(items) -> results` (a lone item through `run_one(item)`), hands
+    each worker its result, and, when more items came meanwhile, makes one of their workers the next leader,
+    then goes on with its own result. So one batch runs at a time per process, a batch is whatever arrived
+    during the previous one (nothing waits for a batch to fill), and at a low rate every item is a batch of
+    one, handled as it would be alone.
+
+    A batch whose `run_many` raised makes every worker in it run its item alone (`run_one`, the path that
+    retries and dead-letters one event at a time), side by side: one bad event never fails the others.
+    """
+
+    _ALONE, _LEAD = object(), object()
+
+    def __init__(self, limit: int = 32):
+        self.limit = limit
+        self._waiting: list = []
+        self._leading = False
+
+    def submit(self, run_many, run_one, item):
+        slot = [item, eventlet.event.Event()]
+        self._waiting.append(slot)
+        if self._leading:
+            try:
+                outcome = slot[1].wait()
+            except BaseException:  # killed while waiting (the container stops): the batch goes on without it
+                self._abandon(slot)
+                raise
+            if outcome is not self._LEAD:
+                return run_one(item) if outcome is self._ALONE else outcome
+            slot[1] = eventlet.event.Event()  # (nobody sends to it but the leader, and that is this worker now)
+        self._leading = True
+        batch, self._waiting = self._waiting[:self.limit], self._waiting[self.limit:]  # this slot first
+        outcomes = [self._ALONE] * len(batch)
+        try:
+            if len(batch) == 1:
+                return run_one(item)
+            try:
+                outcomes = run_many([s[0] for s in batch])
+            except Exception:  # each is handled alone, and one that is bad fails there on its own
+                log.warning("a batch of %d failed; each is handled alone", len(batch), exc_info=True)
+                outcomes = [self._ALONE] * len(batch)
+        finally:  # (also when this worker is killed: the others handle theirs alone)
+            for s, outcome in zip(batch[1:], outcomes[1:]):
+                s[1].send(outcome)
+            self._pass_lead()
+        if outcomes[0] is self._ALONE:
+            return run_one(item)
+        return outcomes[0]
+
+    def _pass_lead(self) -> None:
+        if self._waiting:
+            self._waiting[0][1].send(self._LEAD)
+        else:
+            self._leading = False
+
+    def _abandon(self, slot) -> None:
+        led = slot[1].ready() and slot[1].wait() is self._LEAD
+        if slot in self._waiting:
+            self._waiting.remove(slot)
+        if led:
+            self._pass_lead()

@@ -285,3 +285,53 @@ def test_a_waiting_ticket_that_ended_closes_its_offer_and_supersedes_its_decisio
     assert _changed(sessions, _snap(1, solver={"id": "a", "name": "A"})) is None  # older: changes nothing
     assert _offer_and_decision(sessions) == (("closed", None), ("superseded", None, None, None))
     assert _read(sessions, lambda s: (s.get(TrackedTicket, 7).version, s.get(TrackedTicket, 7).solver_id)) == (2, None)
+
+
+def _created_in_a_batch(sessions, *snaps):
+    with db.transaction(sessions) as session:
+        handlers.begin_batch(session)
+        out = [handlers.ticket_created(session, OUTBOX, snap, SETTINGS, NOW) for snap in snaps]
+        handlers.end_batch(session)
+    return out
+
+
+def test_a_batch_of_first_decisions_sees_its_own_choices_and_writes_each_row_and_counter_once(sessions):
+    _given(sessions, account("a"), account("b"), account("c"),
+           rules=[{"name": "Tiskárny", "category_id": PRINTERS, "chain": ["least_loaded"], "pool": ["a", "b", "c"]}])
+    _created(sessions, _snap(1))  # "a", "b" or "c" has a counter row now; the other two get theirs in the batch
+    first = _read(sessions, lambda s: s.scalar(select(SolverLoad.solver_id)))
+    routed = _created_in_a_batch(sessions, *(_snap(1, id=i, number=f"HD-2026-00000{i}") for i in range(8, 13)))
+
+    # least loaded inside the batch: five tickets over three solvers who had 1, 0, 0 make 2, 2, 2
+    chosen = [r.owed.solver["id"] for r in routed]
+    assert sorted(chosen.count(s) for s in "abc") == [1, 2, 2] and chosen.count(first) == 1
+
+    def written(s):
+        return ({r.solver_id: r.open_tickets for r in s.scalars(select(SolverLoad))},
+                s.execute(select(TrackedTicket.ticket_id, TrackedTicket.solver_id).order_by(TrackedTicket.ticket_id)
+                          ).all(),
+                s.scalar(select(func.count()).select_from(DecisionRow)),
+                s.scalar(select(func.count()).select_from(Notification)),
+                {r.solver_id: r.last_assigned_at for r in s.scalars(select(SolverLoad))})
+
+    loads, tracked, decisions, mails, stamps = _read(sessions, written)
+    assert loads == {"a": 2, "b": 2, "c": 2}
+    assert tracked == [(7, first)] + [(i, solver) for i, solver in zip(range(8, 13), chosen)]
+    assert (decisions, mails) == (6, 6)
+    assert set(stamps.values()) == {NOW}
+
+    with db.statements(sessions.kw["bind"]) as conn:  # the tickets RPCs were made: recorded with one statement
+        handlers.carried_out_many(conn, [8, 9, 10])
+    assert _read(sessions, lambda s: s.execute(select(DecisionRow.ticket_id, DecisionRow.status)
+                                               .order_by(DecisionRow.ticket_id)).all()) == [
+        (7, "assigning"), (8, "assigned"), (9, "assigned"), (10, "assigned"), (11, "assigning"), (12, "assigning")]
+
+
+def test_a_batch_that_fails_writes_nothing(sessions):
+    _given(sessions, account("a"), rules=[{"name": "Tiskárny", "category_id": PRINTERS, "chain": ["least_loaded"],
+                                           "pool": ["a"]}])
+    _created(sessions, _snap(1))
+    with pytest.raises(Exception):
+        _created_in_a_batch(sessions, _snap(1, id=8, number="HD-2026-000008"), _snap(1, id=8, number="HD-2026-000008"))
+    assert _read(sessions, lambda s: (s.get(SolverLoad, "a").open_tickets,
+                                      s.scalar(select(func.count()).select_from(DecisionRow)))) == (1, 1)
