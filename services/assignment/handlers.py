@@ -317,6 +317,7 @@ class _Batch:
         self.deltas: collections.Counter = collections.Counter()
         self.stamps: dict = {}
         self.counts: dict | None = None  # the counters as the batch's decisions see them, once read
+        self.locked: dict = {}  # ticket id -> what _LOCK_TRACKED reads of it (None: not tracked yet), unused yet
 
     def defer(self, deltas: dict, stamp: tuple | None) -> None:
         self.deltas.update(deltas)
@@ -337,8 +338,14 @@ class _Batch:
         self.counts = counts
 
 
-def begin_batch(session: Session) -> None:
-    session.info[_BATCH] = _Batch()
+def begin_batch(session: Session, ticket_ids=()) -> None:
+    """Start a batch of first decisions in the session's transaction; `ticket_ids`' tracked rows are read and
+    locked at once, in id order (a ticket not tracked yet is usually all there is to find)."""
+    batch = session.info[_BATCH] = _Batch()
+    if ticket_ids:
+        batch.locked = dict.fromkeys(ticket_ids)
+        for ticket_id, *found in session.connection().execute(_LOCK_TRACKED_MANY, {"tickets": list(ticket_ids)}):
+            batch.locked[ticket_id] = tuple(found)
 
 
 def end_batch(session: Session) -> None:
@@ -458,6 +465,12 @@ _UPDATE_TRACKED = db.Prepared("assignment_update_tracked", _TRACKED.update()  # 
                               .values({c.key: bindparam(f"new_{c.key}") for c in _TRACKED.c if not c.primary_key}))
 
 
+# a batch reads and locks its tickets' rows at once (`begin_batch`)
+_LOCK_TRACKED_MANY = (select(_TRACKED.c.ticket_id, *_LOCK_TRACKED.statement.selected_columns)
+                      .where(_TRACKED.c.ticket_id.in_(bindparam("tickets", expanding=True)))
+                      .order_by(_TRACKED.c.ticket_id).with_for_update())
+
+
 def _apply_snapshot(session: Session, snap: dict) -> tuple[TrackedTicket | None, bool, bool]:
     """Apply a ticket snapshot: (the new row, pending in the session, for a ticket not tracked before; whether
     a tracked ticket's row took it; whether that moved its routing facts).
@@ -471,7 +484,11 @@ def _apply_snapshot(session: Session, snap: dict) -> tuple[TrackedTicket | None,
               "category_path": _json(snap.get("category_path") or []), "organisation_id": snap.get("organisation_id"),
               "contract": snap.get("contract"), "channel": snap["channel"], "priority": snap["priority"]}
     conn = session.connection()
-    found = _LOCK_TRACKED.execute(conn, {"ticket": snap["id"]}).first()
+    batch = session.info.get(_BATCH)
+    if batch is not None and snap["id"] in batch.locked:
+        found = batch.locked.pop(snap["id"])  # (read and locked for the whole batch at its start)
+    else:
+        found = _LOCK_TRACKED.execute(conn, {"ticket": snap["id"]}).first()
     if found is None:
         row = TrackedTicket(ticket_id=snap["id"], **values)
         session.add(row)

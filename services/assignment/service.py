@@ -115,19 +115,21 @@ class AssignmentService:
         rows `_decide_new_once` writes, so either path sees the other's): the counters are read once and
         written once per solver, and the batch commits once."""
         service, handler = type(self).name, AssignmentService._decide_new_once.__qualname__
-        now, out, seen = utcnow(), [], set()
+        now, seen = utcnow(), set()
         with self.db.transaction() as session:
-            handlers.begin_batch(session)
             new = guard_many(session, self.db.metadata.tables["processed_events"], handler,
                              [event.event_id for event, _ in items])
+            fresh = []
             for event, turn in items:
-                if event.event_id not in new or event.event_id in seen:
-                    out.append(None)
-                    continue
-                seen.add(event.event_id)
-                out.append(handlers.ticket_created(session, self.outbox, event.payload["ticket"], self.settings,
-                                                   now, turn_hint=turn))
+                if event.event_id in new and event.event_id not in seen:
+                    seen.add(event.event_id)
+                    fresh.append((event, turn))
+            handlers.begin_batch(session, [event.payload["ticket"]["id"] for event, _ in fresh])
+            decided = {event.event_id: handlers.ticket_created(session, self.outbox, event.payload["ticket"],
+                                                               self.settings, now, turn_hint=turn)
+                       for event, turn in fresh}
             handlers.end_batch(session)
+        out = [decided.pop(event.event_id, None) for event, _ in items]
         metrics.BATCH_SIZE.observe(len(items))
         EVENTS_HANDLED.labels(service, handler, "ok").inc(len(seen))
         if len(items) > len(seen):

@@ -289,7 +289,7 @@ def test_a_waiting_ticket_that_ended_closes_its_offer_and_supersedes_its_decisio
 
 def _created_in_a_batch(sessions, *snaps):
     with db.transaction(sessions) as session:
-        handlers.begin_batch(session)
+        handlers.begin_batch(session, [snap["id"] for snap in snaps])
         out = [handlers.ticket_created(session, OUTBOX, snap, SETTINGS, NOW) for snap in snaps]
         handlers.end_batch(session)
     return out
@@ -335,3 +335,15 @@ def test_a_batch_that_fails_writes_nothing(sessions):
         _created_in_a_batch(sessions, _snap(1, id=8, number="HD-2026-000008"), _snap(1, id=8, number="HD-2026-000008"))
     assert _read(sessions, lambda s: (s.get(SolverLoad, "a").open_tickets,
                                       s.scalar(select(func.count()).select_from(DecisionRow)))) == (1, 1)
+
+
+def test_in_a_batch_a_ticket_changed_before_its_ticket_created_is_routed_by_the_newest_facts(sessions):
+    _by_category_rules(sessions)
+    _changed(sessions, _snap(3, NETWORK, priority="urgent"))  # tracked before its ticket_created comes
+
+    routed = _created_in_a_batch(sessions, _snap(1), _snap(1, id=8, number="HD-2026-000008"))
+
+    assert [(r.decision.rule, r.owed.solver["id"], r.owed.expect_version) for r in routed] == [
+        ("Síť", "c", 3), ("Tiskárny", "a", 1)]
+    assert _read(sessions, lambda s: (s.get(TrackedTicket, 7).version, s.get(TrackedTicket, 8).version)) == (3, 1)
+    assert _routing_done(sessions) == (2, 2, 0, {"a": 1, "c": 1})

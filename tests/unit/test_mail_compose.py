@@ -180,3 +180,21 @@ def test_the_portals_thread_ids_take_the_domain_of_the_sender_address():
     assert headers["Message-ID"].endswith("@firma.cz>") and headers["References"].endswith("@firma.cz>")
     assert sender("Helpdesk Firma <helpdesk@firma.cz>").compose("jana@firma.cz", "S", "T")["Message-ID"] \
         .endswith("@firma.cz>")
+
+
+def test_the_policy_folds_every_header_exactly_as_compat32_does():
+    """`mail.POLICY` skips compat32's `Header` round trip for short ASCII values: the text must not change,
+    whatever the value (spaces and tabs, encoded-word look-alikes, values at and past the line's length)."""
+    import random
+    import string
+
+    from email.policy import compat32
+
+    reference = compat32.clone(mangle_from_=False)
+    rnd = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + " \t=?<>@.,;:\"'()[]-_/+*&^%$#!~`|\\{}" + "žá"
+    values = ["", " ", "  lead", "trail  ", "=?utf-8?b?xx?=", CZECH_SUBJECT, LONG_ASCII_SUBJECT, MANY[2]]
+    values += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 90))) for _ in range(3000)]
+    for name in ("Subject", "To", "Message-ID", "X-Helpdesk-Ticket-Number"):
+        for value in values:
+            assert mail.POLICY._fold(name, value, True) == reference._fold(name, value, True), (name, value)
