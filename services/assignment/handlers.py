@@ -158,8 +158,9 @@ class _Loads(Mapping):
         self._session, self._counts = session, None
 
     def _read(self) -> dict:
-        if self._counts is None and _BATCH in self._session.info:
-            self._counts = self._session.info[_BATCH].counts  # read once a batch (None until then)
+        batch = self._session.info.get(_BATCH)
+        if self._counts is None and batch is not None and batch.counters is not None:
+            self._counts = batch.counts(self._session)  # the counter rows read once a batch
         if self._counts is None:
             # straight from the driver's cursor: a thousand rows cost a third of what result rows do
             conn = self._session.connection()
@@ -168,11 +169,12 @@ class _Loads(Mapping):
                 self._counts = _read_counters(cursor, conn.dialect.name == "postgresql")
             finally:
                 cursor.close()
-            for solver_id, n in _in_flight(self._session).items():
-                self._counts[solver_id] = self._counts.get(solver_id, 0) + n
-            batch = self._session.info.get(_BATCH)
             if batch is not None:
-                batch.read(self._session, self._counts)
+                batch.counters = self._counts
+                self._counts = batch.counts(self._session)
+            else:
+                for solver_id, n in _in_flight(self._session).items():
+                    self._counts[solver_id] = self._counts.get(solver_id, 0) + n
         return self._counts
 
     def __getitem__(self, key):
@@ -308,34 +310,34 @@ def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None, afte
 # counters are read once for the batch, and the counter moves are written at its end, after its rows, in
 # solver order (so two replicas' batches lock counter rows in one order and never deadlock)
 _BATCH = "assignment_batch"
-_MOVE_LOAD_MAYBE_STAMPED = _MOVE_LOAD.values(last_assigned_at=func.coalesce(bindparam("stamp"),
-                                                                           _LOAD.c.last_assigned_at))
+_MOVE_LOAD_MAYBE_STAMPED = _MOVE_LOAD.values(last_assigned_at=func.coalesce(
+    bindparam("stamp", type_=_LOAD.c.last_assigned_at.type), _LOAD.c.last_assigned_at))
 
 
 class _Batch:
     def __init__(self):
         self.deltas: collections.Counter = collections.Counter()
         self.stamps: dict = {}
-        self.counts: dict | None = None  # the counters as the batch's decisions see them, once read
+        self.counters: dict | None = None  # the counter rows, once read
         self.locked: dict = {}  # ticket id -> what _LOCK_TRACKED reads of it (None: not tracked yet), unused yet
 
     def defer(self, deltas: dict, stamp: tuple | None) -> None:
         self.deltas.update(deltas)
         if stamp:
             self.stamps[stamp[0]] = stamp[1]
-        if self.counts is not None:
-            for solver_id, n in deltas.items():
-                self.counts[solver_id] = self.counts.get(solver_id, 0) + n
 
-    def read(self, session: Session, counts: dict) -> None:
-        """Make counters just read (committed rows plus every decision in flight in this process) what this
-        batch's decisions see: its moves so far are not written yet, and its own decisions in flight are
-        those moves, so they count once."""
-        for solver_id, n in self.deltas.items():
+    def counts(self, session: Session) -> dict:
+        """What a decision of the batch sees now: the counter rows as read, every decision in flight in this
+        process now (others' made since the read too), and the batch's moves not written yet; its own
+        decisions in flight are among those moves, so they count once."""
+        counts = dict(self.counters)
+        for solver_id, n in _in_flight(session).items():
             counts[solver_id] = counts.get(solver_id, 0) + n
         for _pending, solver_id in session.info.get(_IN_FLIGHT_KEY, ()):
             counts[solver_id] -= 1
-        self.counts = counts
+        for solver_id, n in self.deltas.items():
+            counts[solver_id] = counts.get(solver_id, 0) + n
+        return counts
 
 
 def begin_batch(session: Session, ticket_ids=()) -> None:

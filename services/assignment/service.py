@@ -14,6 +14,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from helpdesk.assignment import handlers, metrics, schemas
@@ -39,7 +40,8 @@ _ACTOR = ActorSchema()
 _RULE_IN = schemas.RuleIn()
 _SOLVER_IN = schemas.SolverIn()
 RETRY_AFTER_SECONDS = 5.0
-RPC_TIMEOUT_SECONDS = 30.0  # a tickets call with no answer by then gives up; the decision stays owed (`retry_owed`)
+RPC_TIMEOUT_SECONDS = 30.0
+BATCH_LOCK_TIMEOUT_MS = 5000  # a batch of first decisions waiting longer for a row lock fails; its events go alone  # a tickets call with no answer by then gives up; the decision stays owed (`retry_owed`)
 _mail_running = False
 _mail_committed = False  # a decision committed e-mails since a sender last leased: that sender looks once more
 
@@ -116,11 +118,24 @@ class AssignmentService:
         written once per solver, and the batch commits once."""
         service, handler = type(self).name, AssignmentService._decide_new_once.__qualname__
         now, seen = utcnow(), set()
+        # a ticket twice (under two event ids) is left to be decided alone after this batch: its second
+        # decision must see the first's rows
+        tickets, later = set(), set()
+        for event, _ in items:
+            ticket_id = event.payload["ticket"]["id"]
+            if ticket_id in tickets:
+                later.add(id(event))
+            tickets.add(ticket_id)
+        items_here = [item for item in items if id(item[0]) not in later]
         with self.db.transaction() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # a batch stuck on a row lock fails after a while and its events are decided one by one: one
+                # blocked ticket must not hold up every new ticket of the process
+                session.execute(text(f"SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT_MS}ms'"))
             new = guard_many(session, self.db.metadata.tables["processed_events"], handler,
-                             [event.event_id for event, _ in items])
+                             [event.event_id for event, _ in items_here])
             fresh = []
-            for event, turn in items:
+            for event, turn in items_here:
                 if event.event_id in new and event.event_id not in seen:
                     seen.add(event.event_id)
                     fresh.append((event, turn))
@@ -129,11 +144,11 @@ class AssignmentService:
                                                                self.settings, now, turn_hint=turn)
                        for event, turn in fresh}
             handlers.end_batch(session)
-        out = [decided.pop(event.event_id, None) for event, _ in items]
-        metrics.BATCH_SIZE.observe(len(items))
+        out = [GroupCommit.ALONE if id(event) in later else decided.pop(event.event_id, None) for event, _ in items]
+        metrics.BATCH_SIZE.observe(len(items_here))
         EVENTS_HANDLED.labels(service, handler, "ok").inc(len(seen))
-        if len(items) > len(seen):
-            EVENTS_HANDLED.labels(service, handler, "duplicate").inc(len(items) - len(seen))
+        if len(items_here) > len(seen):
+            EVENTS_HANDLED.labels(service, handler, "duplicate").inc(len(items_here) - len(seen))
         return out
 
     def _decide_new(self, body, turn):

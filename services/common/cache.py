@@ -11,6 +11,9 @@ of the process. It is read again:
 
 A transaction that has itself changed one of the tables reads them afresh for itself and
 shares nothing until it commits (a rollback leaves the shared copy as it was).
+
+An `ExpiringLookups` keeps the answers of a per-request lookup (an API token's account) for a
+short time instead, dropped the same way when this process commits a change to its tables.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ def _committed(session):
     changed = session.info.pop(_CHANGED, None)
     if changed:
         url = str(session.get_bind().url)
-        for copy in SharedCopy.instances:
+        for copy in _WATCHERS:
             if copy.tables & changed:
                 copy.drop(url)
 
@@ -54,8 +57,11 @@ def _rolled_back(session):
     session.info.pop(_CHANGED, None)
 
 
+_WATCHERS: list = []  # every SharedCopy and ExpiringLookups: dropped when this process commits to their tables
+
+
 class SharedCopy:
-    instances: list["SharedCopy"] = []
+    instances: list["SharedCopy"] = _WATCHERS
 
     def __init__(self, name: str, tables, load, fingerprint=None, check_seconds: float = 1.0):
         self.name = name
@@ -98,3 +104,35 @@ class SharedCopy:
 
     def drop(self, url: str) -> None:
         self._copies.pop(url, None)
+
+
+class ExpiringLookups:
+    """Answers of a lookup that every request makes (e.g. the account of an API token), kept per process for
+    `seconds` (0: not kept), and dropped at once when a transaction of this process commits a change to one
+    of `tables`: a change made here counts at once, one made by another process within `seconds`."""
+
+    def __init__(self, tables, seconds: float = 1.0, limit: int = 10_000):
+        self.tables = frozenset(tables)
+        self.seconds = seconds
+        self.limit = limit
+        self._found: dict = {}  # key -> (kept until, monotonic; value)
+        _WATCHERS.append(self)
+
+    def get(self, key):
+        found = self._found.get(key)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            self._found.pop(key, None)
+            return None
+        return found[1]
+
+    def put(self, key, value) -> None:
+        if self.seconds <= 0:
+            return
+        if len(self._found) >= self.limit:  # (many keys: start again rather than keep an order of use)
+            self._found.clear()
+        self._found[key] = (time.monotonic() + self.seconds, value)
+
+    def drop(self, url: str | None = None) -> None:
+        self._found.clear()

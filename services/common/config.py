@@ -65,6 +65,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HELPDESK_PORTAL_SECRET_KEY", "",
             "signs session cookies and CSRF tokens; empty: generated once into <DATA_DIR>/portal-secret-key"),
     Setting("HELPDESK_PORTAL_INVITE_HOURS", "72", "how long an invitation link is valid (a reset link: 2 hours)"),
+    Setting("HELPDESK_PORTAL_TOKEN_CACHE_SECONDS", "1",
+            "how long a portal process keeps an API token's account before it looks again (a token revoked or an "
+            "account deactivated in another process is refused within this time; 0: look on every request)"),
     Setting("HELPDESK_PORTAL_LOGIN_ATTEMPTS", "5",
             "failed logins per account and per address within 15 minutes before login is refused"),
     Setting("HELPDESK_ASSIGNMENT_OFFER_SECONDS", "1800",
@@ -144,6 +147,7 @@ class Config:
     portal_secret_key: str = ""
     portal_invite_hours: int = 72
     portal_login_attempts: int = 5
+    portal_token_cache_seconds: float = 1.0
     assignment_offer_seconds: int = 1800
     assignment_reroute: bool = True
     assignment_reroute_on_update: bool = True
@@ -229,6 +233,7 @@ def load(env: dict | None = None) -> Config:
         portal_secret_key=_get("HELPDESK_PORTAL_SECRET_KEY", env),
         portal_invite_hours=int(_get("HELPDESK_PORTAL_INVITE_HOURS", env)),
         portal_login_attempts=int(_get("HELPDESK_PORTAL_LOGIN_ATTEMPTS", env)),
+        portal_token_cache_seconds=float(_get("HELPDESK_PORTAL_TOKEN_CACHE_SECONDS", env)),
         assignment_offer_seconds=int(_get("HELPDESK_ASSIGNMENT_OFFER_SECONDS", env)),
         assignment_reroute=_bool(_get("HELPDESK_ASSIGNMENT_REROUTE", env)),
         assignment_reroute_on_update=_bool(_get("HELPDESK_ASSIGNMENT_REROUTE_ON_UPDATE", env)),

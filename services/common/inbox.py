@@ -200,9 +200,11 @@ class GroupCommit:
 
     A batch whose `run_many` raised makes every worker in it run its item alone (`run_one`, the path that
     retries and dead-letters one event at a time), side by side: one bad event never fails the others.
+    `run_many` may also answer `GroupCommit.ALONE` for an item it leaves to be run alone.
     """
 
-    _ALONE, _LEAD = object(), object()
+    ALONE = _ALONE = object()
+    _LEAD = object()
 
     def __init__(self, limit: int = 32):
         self.limit = limit

@@ -42,7 +42,8 @@ class _Compat32(Compat32):
                 if len(name) + 2 + len(value) <= self.max_line_length:
                     return f"{name}: {value}{self.linesep}"
             elif value.isprintable() and name.lower() not in ADDRESS_HEADERS:  # (not a lone surrogate: raw bytes)
-                return f"{name}: {_encoded_words(value, len(name) + 2, self.max_line_length, self.linesep)}" \
+                max_line = self.max_line_length or 78  # (0 or None: compat32 would not fold; words stay short)
+                return f"{name}: {_encoded_words(value, len(name) + 2, max_line, self.linesep)}" \
                        f"{self.linesep}"
         return super()._fold(name, value, sanitize)
 

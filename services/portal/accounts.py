@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from helpdesk.common import db
+from helpdesk.common.cache import ExpiringLookups
 from helpdesk.common.errors import Conflict, Forbidden, HelpdeskError, NotFound, ValidationFailed
 from helpdesk.common.events import utcnow
 from helpdesk.common.vocabulary import (ADMIN, DISPATCHER, MANAGER, ORG_MANAGER, REQUESTER, SOLVER,
@@ -391,11 +392,23 @@ assert all(getattr(Account, k).property.columns[0] is Account.__table__.c[k] for
     "Account's attributes must be named as its columns for the token lookup"
 
 
+# The accounts of API tokens in use, per process: a revoked token, or a deactivated account or changed roles, count
+# at once in the process that made the change, and within HELPDESK_PORTAL_TOKEN_CACHE_SECONDS in the others
+TOKENS = ExpiringLookups({ApiToken.__tablename__, Account.__tablename__})
+
+
+def cached_account_for_api_token(secret: str) -> Account | None:
+    """The account of an API token looked up within the last HELPDESK_PORTAL_TOKEN_CACHE_SECONDS, else None."""
+    values = TOKENS.get(_digest(secret or ""))
+    return None if values is None else Account(**values)
+
+
 def account_for_api_token(conn: Connection, secret: str) -> Account:
     """The active account of a personal API token, on a plain connection (`db.statements`): one prepared
-    SELECT per API request, and one UPDATE of `last_used_at` at most every few minutes. The answer is a
-    transient Account: read it; open a session to change the account."""
-    found = _TOKEN_LOOKUP.execute(conn, {"token_hash": _digest(secret or "")}).first()
+    SELECT (see `cached_account_for_api_token` first), and one UPDATE of `last_used_at` at most every few
+    minutes. The answer is a transient Account: read it; open a session to change the account."""
+    digest = _digest(secret or "")
+    found = _TOKEN_LOOKUP.execute(conn, {"token_hash": digest}).first()
     if found is None or found.token_revoked_at is not None:
         raise NotAuthenticated("unknown or revoked API token")
     if found.id is None or not found.active:
@@ -405,4 +418,6 @@ def account_for_api_token(conn: Connection, secret: str) -> Account:
     if last_used is None or now - last_used > dt.timedelta(minutes=5):
         conn.execute(_TOKEN_USED, {"token_id": found.token_id, "at": now})  # reads stay reads between
     mapping = found._mapping
-    return Account(**{k: mapping[k] for k in _ACCOUNT_KEYS})
+    values = {k: mapping[k] for k in _ACCOUNT_KEYS}
+    TOKENS.put(digest, values)
+    return Account(**values)

@@ -45,8 +45,11 @@ def _authenticate() -> None:
         raise NotAuthenticated("send a personal API token: Authorization: Bearer <token>")
     # one SELECT (and, every few minutes, one UPDATE of last_used_at) on a plain connection: no session, and
     # no BEGIN and COMMIT round trips
-    with portal().statements() as conn:
-        g.account = accounts.account_for_api_token(conn, secret.strip())
+    account = accounts.cached_account_for_api_token(secret.strip())
+    if account is None:
+        with portal().statements() as conn:
+            account = accounts.account_for_api_token(conn, secret.strip())
+    g.account = account
 
 
 _SCHEMAS: dict[type, object] = {}  # one instance per schema class: stateless once built, costly to build

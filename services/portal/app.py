@@ -187,6 +187,9 @@ def create_app(cfg: Config, rpc: RpcPool | None = None, mail: MailSender | None 
         rpc=rpc or RpcPool(cfg.nameko()), mail=mail or MailSender(cfg),
         outbox=OutboxWriter(outbox, "portal"))
 
+    accounts.TOKENS.seconds = cfg.portal_token_cache_seconds
+    accounts.TOKENS.drop()
+
     from helpdesk.portal import admin_views, api, assignment_views, auth_views, erp_views, report_views, ticket_views
 
     app.register_blueprint(auth_views.bp)

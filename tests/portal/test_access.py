@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from helpdesk.portal.models import Account, OneTimeToken
+from helpdesk.portal.models import Account, ApiToken, OneTimeToken
 
 from .conftest import PASSWORD, csrf_of, link_in, login, mails, post
 
@@ -189,6 +189,28 @@ def test_a_deactivated_accounts_api_token_is_refused(app, client_for, people, po
     assert response.status_code == 302
     response = api.get("/api/me", headers=headers)
     assert response.status_code == 401 and response.mimetype == "application/problem+json"
+
+
+def test_an_api_token_revoked_by_another_process_is_refused_within_the_cache_time(app, client_for, portal_db):
+    import re
+    import time
+
+    from sqlalchemy import update
+
+    from helpdesk.portal import accounts
+
+    page = post(client_for("requester"), "/me", {"action": "create_token", "name": "skript"}).get_data(as_text=True)
+    headers = {"Authorization": "Bearer " + re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)}
+    api = app.test_client()
+    assert api.get("/api/me", headers=headers).status_code == 200  # looked up, and kept for a second
+    with portal_db() as s:  # another portal process revokes it: a plain UPDATE this process does not see
+        s.connection().execute(update(ApiToken).values(revoked_at=dt.datetime.now(dt.timezone.utc)))
+    deadline = time.monotonic() + accounts.TOKENS.seconds + 0.5
+    while api.get("/api/me", headers=headers).status_code == 200:
+        assert time.monotonic() < deadline, "the revoked token was still accepted after the cache time"
+        time.sleep(0.05)
+    response = api.get("/api/me", headers=headers)
+    assert response.status_code == 401 and "revoked" in response.json["detail"]
 
 
 def test_pages_are_czech_by_default_and_english_on_request(app, client_for, people):
