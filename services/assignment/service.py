@@ -40,8 +40,8 @@ _ACTOR = ActorSchema()
 _RULE_IN = schemas.RuleIn()
 _SOLVER_IN = schemas.SolverIn()
 RETRY_AFTER_SECONDS = 5.0
-RPC_TIMEOUT_SECONDS = 30.0
-BATCH_LOCK_TIMEOUT_MS = 5000  # a batch of first decisions waiting longer for a row lock fails; its events go alone  # a tickets call with no answer by then gives up; the decision stays owed (`retry_owed`)
+RPC_TIMEOUT_SECONDS = 30.0  # a tickets call with no answer by then gives up; the decision stays owed (`retry_owed`)
+BATCH_LOCK_TIMEOUT_MS = 5000  # a batch of first decisions waiting longer for a row lock fails; its events go alone
 _mail_running = False
 _mail_committed = False  # a decision committed e-mails since a sender last leased: that sender looks once more
 

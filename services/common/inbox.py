@@ -230,7 +230,9 @@ class GroupCommit:
             if len(batch) == 1:
                 return run_one(item)
             try:
-                outcomes = run_many([s[0] for s in batch])
+                outcomes = list(run_many([s[0] for s in batch]))
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} gave {len(outcomes)} results")
             except Exception:  # each is handled alone, and one that is bad fails there on its own
                 log.warning("a batch of %d failed; each is handled alone", len(batch), exc_info=True)
                 outcomes = [self._ALONE] * len(batch)
