@@ -319,7 +319,7 @@ class _Batch:
         self.deltas: collections.Counter = collections.Counter()
         self.stamps: dict = {}
         self.counters: dict | None = None  # the counter rows, once read
-        self.locked: dict = {}  # ticket id -> what _LOCK_TRACKED reads of it (None: not tracked yet), unused yet
+        self.locked: dict = {}  # ticket id -> what _LOCK_TRACKED reads of it (None: not tracked), until used
 
     def defer(self, deltas: dict, stamp: tuple | None) -> None:
         self.deltas.update(deltas)
@@ -351,7 +351,8 @@ def begin_batch(session: Session, ticket_ids=()) -> None:
 
 
 def end_batch(session: Session) -> None:
-    """Write the batch: its rows, then its counter moves in solver order with one statement."""
+    """Write the batch: its rows (a multi-row INSERT a table), then its counter moves in solver order (one
+    executemany: on psycopg2 a round trip a solver, in that order)."""
     batch = session.info.pop(_BATCH)
     rows = _pending_decision_rows(session)
     if rows is None:

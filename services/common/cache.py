@@ -61,8 +61,6 @@ _WATCHERS: list = []  # every SharedCopy and ExpiringLookups: dropped when this 
 
 
 class SharedCopy:
-    instances: list["SharedCopy"] = _WATCHERS
-
     def __init__(self, name: str, tables, load, fingerprint=None, check_seconds: float = 1.0):
         self.name = name
         self.tables = frozenset(tables)
@@ -70,7 +68,7 @@ class SharedCopy:
         self.fingerprint = fingerprint
         self.check_seconds = check_seconds
         self._copies: dict[str, list] = {}   # database URL -> [fingerprint, value, checked at (monotonic)]
-        SharedCopy.instances.append(self)
+        _WATCHERS.append(self)
 
     def get(self, session: Session):
         """The copy for this transaction (looked up once per session)."""

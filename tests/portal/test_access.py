@@ -154,8 +154,6 @@ def test_password_reset_by_mail_replaces_the_password_and_ends_old_sessions(app,
 def test_personal_api_token_is_shown_once_stored_hashed_and_revocable(app, client_for, portal_db):
     import re
 
-    from helpdesk.portal.models import ApiToken
-
     client = client_for("requester")
     page = post(client, "/me", {"action": "create_token", "name": "skript"}).get_data(as_text=True)
     secret = re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)
