@@ -249,6 +249,17 @@ def _pids_by_comm(prefixes: tuple[str, ...]) -> list[int]:
     return out
 
 
+def _pids_by_cmdline(needle: bytes) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and needle in Path(f"/proc/{entry}/cmdline").read_bytes():
+                out.append(int(entry))
+        except OSError:
+            pass
+    return out
+
+
 def _system_times() -> list[int]:
     """user nice system idle iowait irq softirq steal, in ticks, summed over CPUs."""
     parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -258,7 +269,8 @@ def _system_times() -> list[int]:
 class CpuMeter:
     """CPU seconds used by groups of processes over a window, as % of one core (200% = both cores).
 
-    groups: name -> list of pids; "postgres" and "rabbitmq" are found by process name. Read-only
+    groups: name -> list of pids; "postgres" and "rabbitmq" are found by process name, "relay" (the outbox
+    relays in processes of their own, services/common/relay_process.py) by command line. Read-only
     (/proc), it touches no process.
     """
 
@@ -273,6 +285,7 @@ class CpuMeter:
     def start(self) -> None:
         # postgres forks a backend per connection: look again when the window opens
         self.groups["postgres"] = _pids_by_comm(("postgres",))
+        self.groups["relay"] = _pids_by_cmdline(b"helpdesk.common.relay_process")
         self.t0 = time.time()
         self.s0 = self._sample()
         self.sys0 = _system_times()

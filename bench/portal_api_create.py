@@ -221,7 +221,7 @@ def main(argv=None) -> int:
                     print(f"  run {run + 1} clients {n:>3}: {r['rate']:7.1f}/s  p50 {C.ms(r['p50'])} ms  "
                           f"p99 {C.ms(r['p99'])} ms  max {C.ms(r['max'])} ms  errors {r['errors']}  "
                           f"rows incl. warm-up {r['created']}, 201s {r['requests']}  cpu% portal {cpu['portal']:.0f} "
-                          f"tickets {cpu['tickets']:.0f} cli {cpu['clients']:.0f} pg {cpu['postgres']:.0f} "
+                          f"tickets {cpu['tickets']:.0f} relay {cpu['relay']:.0f} cli {cpu['clients']:.0f} pg {cpu['postgres']:.0f} "
                           f"mq {cpu['rabbitmq']:.0f} all {cpu['machine']:.0f} steal {cpu['steal']:.0f}", flush=True)
                     if r["last_error"]:
                         print(f"    last error: {r['last_error']}")
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
 
     print()
     print(f"median of {args.runs} runs; cpu in % of one core, machine total {os.cpu_count() * 100}%")
-    head = (f"{'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'portal':>6} {'tickets':>7} "
+    head = (f"{'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'portal':>6} {'tickets':>7} {'relay':>5} "
             f"{'cli':>5} {'pg':>5} {'mq':>5} {'all':>5} {'steal':>5}")
     print(head)
     print("-" * len(head))
@@ -253,7 +253,8 @@ def main(argv=None) -> int:
         summary.append((n, m))
         cpu = m["cpu"]
         print(f"{n:>7} {m['rate']:>8.1f} {C.ms(m['p50']):>8} {C.ms(m['p99']):>8} {m['errors']:>6} "
-              f"{cpu['portal']:>6.0f} {cpu['tickets']:>7.0f} {cpu['clients']:>5.0f} {cpu['postgres']:>5.0f} "
+              f"{cpu['portal']:>6.0f} {cpu['tickets']:>7.0f} {cpu['relay']:>5.0f} {cpu['clients']:>5.0f} "
+              f"{cpu['postgres']:>5.0f} "
               f"{cpu['rabbitmq']:>5.0f} {cpu['machine']:>5.0f} {cpu['steal']:>5.0f}")
     print()
     n, m = max(summary, key=lambda s: s[1]["rate"])

@@ -384,7 +384,7 @@ def main(argv=None) -> int:
                     print(f"  run {run + 1} clients {n:>3}: {r['rate']:7.1f}/s  p50 {C.ms(r['p50'])} ms  "
                           f"p99 {C.ms(r['p99'])} ms  lag p50 {C.ms(r['lag_p50'])} p99 {C.ms(r['lag_p99'])} ms  "
                           f"errors {r['errors']}  events {r['events']}/{r['created']}  cpu% svc {cpu['service']:.0f} "
-                          f"cli {cpu['clients']:.0f} pg {cpu['postgres']:.0f} mq {cpu['rabbitmq']:.0f} "
+                          f"relay {cpu['relay']:.0f} cli {cpu['clients']:.0f} pg {cpu['postgres']:.0f} mq {cpu['rabbitmq']:.0f} "
                           f"all {cpu['machine']:.0f} (irq {cpu['softirq']:.0f}) steal {cpu['steal']:.0f}", flush=True)
                     print(f"    lag p50 first third {C.ms(r['lag_p50_first_third'])} ms, last third "
                           f"{C.ms(r['lag_p50_last_third'])} ms (growing = relay falling behind)")
@@ -411,7 +411,7 @@ def main(argv=None) -> int:
     print(f"median of {args.runs} runs ({args.replicas} service process(es), clients in {args.client_procs} "
           f"process(es)); cpu in % of one core, machine total {os.cpu_count() * 100}%")
     head = (f"{'clients':>7} {'created/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'lag p50':>8} {'lag p99':>8} "
-            f"{'errors':>6} {'cpu svc':>7} {'cli':>5} {'cons':>5} {'pg':>5} {'mq':>5} {'all':>5} {'steal':>5}")
+            f"{'errors':>6} {'cpu svc':>7} {'relay':>5} {'cli':>5} {'cons':>5} {'pg':>5} {'mq':>5} {'all':>5} {'steal':>5}")
     print(head)
     print("-" * len(head))
     summary = []
@@ -424,7 +424,7 @@ def main(argv=None) -> int:
         summary.append((n, m, lost))
         cpu = m["cpu"]
         print(f"{n:>7} {m['rate']:>10.1f} {C.ms(m['p50']):>8} {C.ms(m['p99']):>8} {C.ms(m['lag_p50']):>8} "
-              f"{C.ms(m['lag_p99']):>8} {m['errors']:>6} {cpu['service']:>7.0f} {cpu['clients']:>5.0f} "
+              f"{C.ms(m['lag_p99']):>8} {m['errors']:>6} {cpu['service']:>7.0f} {cpu['relay']:>5.0f} {cpu['clients']:>5.0f} "
               f"{cpu['consumer']:>5.0f} {cpu['postgres']:>5.0f} {cpu['rabbitmq']:>5.0f} {cpu['machine']:>5.0f} "
               f"{cpu['steal']:>5.0f}")
     print()

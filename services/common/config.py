@@ -45,6 +45,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HELPDESK_LOG_FORMAT", "json", "json (one object a line) or text"),
     Setting("HELPDESK_MAX_WORKERS", "20", "concurrent workers per service container"),
     Setting("HELPDESK_OUTBOX_POLL_SECONDS", "0.5", "how often an idle outbox relay looks for rows other processes wrote"),
+    Setting("HELPDESK_OUTBOX_RELAY", "auto", "where a service's outbox relay runs: process (a child process of its "
+            "own, PostgreSQL only), inline (a green thread of the service process), or auto (process on PostgreSQL, "
+            "inline on SQLite)"),
     Setting("HELPDESK_OUTBOX_LEASE_SECONDS", "10", "how long a relay holds the publishing lease without renewing it"),
     Setting("HELPDESK_EVENT_MAX_ATTEMPTS", "3", "tries of an event handler before the message is dead-lettered"),
     Setting("HELPDESK_TICKET_NUMBER_PREFIX", "HD", "prefix of ticket numbers (HD-2026-000123)"),
@@ -111,6 +114,13 @@ def _get(name: str, env: dict) -> str:
     return env.get(name, _DEFAULTS[name])
 
 
+def _choice(name: str, env: dict, allowed: tuple[str, ...]) -> str:
+    value = _get(name, env)
+    if value not in allowed:
+        raise ValueError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
+    return value
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
@@ -142,6 +152,7 @@ class Config:
     sla_warning_share: float
     attachment_max_bytes: int
     attachment_types: frozenset
+    outbox_relay: str = "auto"
     portal_port: int = 8000
     portal_base_url: str = "http://localhost:8000"
     portal_secret_key: str = ""
@@ -195,12 +206,8 @@ def load(env: dict | None = None) -> Config:
     for service in SERVICES:
         var = f"HELPDESK_{service.upper()}_DATABASE_URL"
         urls[service] = env.get(var) or f"sqlite:///{data_dir / (service + '.db')}"
-    fmt = _get("HELPDESK_LOG_FORMAT", env)
-    if fmt not in ("json", "text"):
-        raise ValueError(f"HELPDESK_LOG_FORMAT must be json or text, not {fmt!r}")
-    language = _get("HELPDESK_LANGUAGE", env)
-    if language not in ("cs", "en"):
-        raise ValueError(f"HELPDESK_LANGUAGE must be cs or en, not {language!r}")
+    fmt = _choice("HELPDESK_LOG_FORMAT", env, ("json", "text"))
+    language = _choice("HELPDESK_LANGUAGE", env, ("cs", "en"))
     return Config(
         amqp_uri=_get("HELPDESK_AMQP_URI", env),
         data_dir=data_dir,
@@ -219,6 +226,7 @@ def load(env: dict | None = None) -> Config:
         max_workers=int(_get("HELPDESK_MAX_WORKERS", env)),
         outbox_poll_seconds=float(_get("HELPDESK_OUTBOX_POLL_SECONDS", env)),
         outbox_lease_seconds=float(_get("HELPDESK_OUTBOX_LEASE_SECONDS", env)),
+        outbox_relay=_choice("HELPDESK_OUTBOX_RELAY", env, ("auto", "process", "inline")),
         event_max_attempts=int(_get("HELPDESK_EVENT_MAX_ATTEMPTS", env)),
         ticket_number_prefix=_get("HELPDESK_TICKET_NUMBER_PREFIX", env),
         auto_close_days=int(_get("HELPDESK_AUTO_CLOSE_DAYS", env)),

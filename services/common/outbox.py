@@ -230,10 +230,14 @@ class Relay:
         self._exchanges = {}
         self._nameko_config = nameko_config
         self._wake = GreenEvent()
-        self._running = False
+        self._running = True  # (until `stop`, which may come before `run_forever` starts)
         self._held_until = 0.0
         self._conn = None
         self._built = None
+        # A relay woken for every commit (relay_process.py) leaves a pass's rows to be marked by the next pass's
+        # read: one statement a pass. A relay without the lease marks them before it stops trying.
+        self.defer_marks = False
+        self._unmarked: list[int] = []
 
     @contextlib.contextmanager
     def _tx(self):
@@ -320,6 +324,7 @@ class Relay:
             return True
 
     def release_lease(self) -> None:
+        self.flush_marks()
         self._held_until = 0.0
         with self._tx() as session, self._durable(session):
             session.execute(update(self.lease).where(self.lease.c.name == LEASE_NAME)
@@ -333,7 +338,7 @@ class Relay:
         The lease is renewed before every chunk, so a relay that stalled past its lease
         stops as soon as it notices another relay took over.
         """
-        rows = self._unsent([])
+        rows, self._unmarked = self._unsent(self._unmarked), []
         total = 0
         while rows:
             if total and not self.hold_lease():
@@ -344,9 +349,17 @@ class Relay:
             done = [r.id for r in chunk]
             if rows or total >= self.batch:
                 self._mark(done)
+            elif self.defer_marks:
+                self._unmarked = done  # marked by the next pass's read: one statement a pass
             else:
                 rows = self._unsent(done)
         return total
+
+    def flush_marks(self) -> None:
+        """Mark what was published but not yet marked (`defer_marks`): before giving up the lease, or without it."""
+        if self._unmarked:
+            done, self._unmarked = self._unmarked, []
+            self._mark(done)
 
     def _publish(self, rows) -> None:
         """Publish a chunk and wait once for the broker to confirm all of it."""
@@ -355,10 +368,16 @@ class Relay:
             messages.append((row.body, self._exchange(row.source), row.event_type,
                              {"nameko.correlation_id": correlation_id_of(row.body)}, row.event_id))
         self.publisher.publish_confirmed(messages)
-        now = time.time()
+        self.published(rows, time.time())
+
+    def published(self, rows, now: float) -> None:
+        """Count a confirmed chunk in the metrics (a relay in a process of its own reports it to its parent)."""
         for row in rows:
             OUTBOX_PUBLISHED.labels(self.service, row.event_type).inc()
             OUTBOX_LAG.labels(self.service).observe(max(0.0, now - row.committed_ts))
+
+    def backlog_seen(self, backlog: int) -> None:
+        OUTBOX_BACKLOG.labels(self.service).set(backlog)
 
     def _mark(self, ids: list[int]) -> None:
         with self._tx() as conn:
@@ -406,27 +425,41 @@ class Relay:
 
     def run_once(self) -> int:
         if not self.hold_lease():
+            self.flush_marks()  # (confirmed rows: marking them needs no lease, and spares the holder repeating them)
             return 0
         return self.publish_pending()
 
-    def run_forever(self) -> None:
-        self._running = True
+    def run_forever(self, wait=None) -> None:
+        """Publish until stopped; between passes `wait(seconds, wakeable)` returns after `seconds` or, when
+        `wakeable`, as soon as new rows may be there (default: the in-process wake-up of `wake`)."""
+        wait = wait or self._green_wait
         last_gauge = 0.0
         while self._running:
             try:
                 sent = self.run_once()
                 if time.time() - last_gauge > 5:
-                    OUTBOX_BACKLOG.labels(self.service).set(self.backlog())
+                    self.backlog_seen(self.backlog())
                     last_gauge = time.time()
             except Exception:  # the relay must outlive a broker or database hiccup
                 log.exception("outbox relay of %s failed; retrying", self.service)
                 sent = 0
-                eventlet.sleep(1.0)
+                wait(1.0, False)
+                continue
             if sent >= self.batch:
                 continue
-            with eventlet.Timeout(self.poll_seconds, False):
-                self._wake.wait()
-            self._wake = GreenEvent()
+            wait(self.poll_seconds, True)
+
+    def _green_wait(self, seconds: float, wakeable: bool) -> None:
+        if not wakeable:
+            eventlet.sleep(seconds)
+            return
+        with eventlet.Timeout(seconds, False):
+            self._wake.wait()
+        self._wake = GreenEvent()
+
+    @property
+    def holds_lease(self) -> bool:
+        return self._held_until > time.time()
 
     def stop(self) -> None:
         self._running = False
@@ -437,12 +470,15 @@ class Outbox(DependencyProvider):
     """Gives workers an OutboxWriter and runs the service's relay beside the container.
 
     It finds the service's Database dependency by attribute name and uses the outbox
-    tables registered on that database's metadata (see `outbox_tables`).
+    tables registered on that database's metadata (see `outbox_tables`). On PostgreSQL the
+    relay runs in a child process (relay_process.py; `HELPDESK_OUTBOX_RELAY`), elsewhere as
+    a green thread of the service process.
     """
 
     def __init__(self, database_attr: str = "db"):
         self.database_attr = database_attr
         self.relay: Relay | None = None
+        self.process = None  # a relay_process.RelayProcess when the relay runs in a child process
         self._gt = None
 
     def setup(self):
@@ -453,13 +489,30 @@ class Outbox(DependencyProvider):
         database.setup()  # extensions set up in no fixed order; ours needs the database's first
         self.table = database.metadata.tables["outbox"]
         lease = database.metadata.tables["outbox_lease"]
+        engine = database.sessions.kw["bind"]
+        name = self.container.service_name
+        if runs_in_process(cfg.outbox_relay, engine.dialect.name):
+            from helpdesk.common.relay_process import RelayProcess
+
+            self.process = RelayProcess(name, engine.url.render_as_string(hide_password=False), cfg.amqp_uri,
+                                        cfg.outbox_poll_seconds, cfg.outbox_lease_seconds, cfg.log_level,
+                                        cfg.log_format)
+            self._wake = self.process.wake
+            return
         self.relay = Relay(database.sessions, self.table, lease, cfg.amqp_uri, self.container.config,
-                           self.container.service_name, cfg.outbox_poll_seconds, cfg.outbox_lease_seconds)
+                           name, cfg.outbox_poll_seconds, cfg.outbox_lease_seconds)
+        self._wake = self.relay.wake
 
     def start(self):
+        if self.process is not None:
+            self.process.start()
+            return
         self._gt = self.container.spawn_managed_thread(self.relay.run_forever, identifier="outbox-relay")
 
     def stop(self):
+        if self.process is not None:
+            self.process.stop()
+            return
         self.relay.stop()
         if self._gt is not None:
             self._gt.wait()
@@ -468,9 +521,18 @@ class Outbox(DependencyProvider):
         self.relay.publisher.close()
 
     def kill(self):
+        if self.process is not None:
+            self.process.kill()
         if self.relay is not None:
             self.relay.stop()
             self.relay.close()
 
     def get_dependency(self, worker_ctx):
-        return OutboxWriter(self.table, self.container.service_name, on_commit=self.relay.wake)
+        return OutboxWriter(self.table, self.container.service_name, on_commit=self._wake)
+
+
+def runs_in_process(setting: str, dialect: str) -> bool:
+    """Whether a relay runs in a process of its own: `HELPDESK_OUTBOX_RELAY` and the database's dialect."""
+    if setting == "process" and dialect != "postgresql":
+        raise ValueError(f"HELPDESK_OUTBOX_RELAY=process needs PostgreSQL (LISTEN/NOTIFY); this database is {dialect}")
+    return setting == "process" or (setting == "auto" and dialect == "postgresql")
