@@ -36,6 +36,9 @@ ENTRYPOINT_ERRORS = Counter(
     ["service", "entrypoint", "kind", "error"],
 )
 OUTBOX_BACKLOG = Gauge("helpdesk_outbox_backlog", "Outbox rows not yet published", ["service"])
+OUTBOX_RELAY_STARTS = Counter("helpdesk_outbox_relay_starts_total",
+                              "Outbox relay processes started by a service process (more than one: restarts)",
+                              ["service"])
 OUTBOX_PUBLISHED = Counter("helpdesk_outbox_published_total", "Events published by the outbox relay",
                            ["service", "event_type"])
 OUTBOX_LAG = Histogram(

@@ -211,12 +211,17 @@ def correlation_id_of(body: str) -> str:
     return json.loads(body).get("correlation_id") or ""
 
 
+def new_holder() -> str:
+    """A relay's name in the lease row: host, process and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class Relay:
     """Publishes committed outbox rows while holding the lease."""
 
     def __init__(self, session_factory, outbox: Table, lease: Table, amqp_uri: str, nameko_config: dict,
                  service: str, poll_seconds: float = 0.5, lease_seconds: float = 10.0, batch: int = 200,
-                 chunk: int = 50):
+                 chunk: int = 50, holder: str | None = None):
         self.sessions = session_factory
         self.outbox = outbox
         self.lease = lease
@@ -225,7 +230,8 @@ class Relay:
         self.lease_seconds = lease_seconds
         self.batch = batch
         self.chunk = chunk
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # (a relay process started again after a crash is given its predecessor's: it takes the lease over at once)
+        self.holder = holder or new_holder()
         self.publisher = ConfirmingPublisher(amqp_uri)
         self._exchanges = {}
         self._nameko_config = nameko_config
@@ -324,7 +330,12 @@ class Relay:
             return True
 
     def release_lease(self) -> None:
-        self.flush_marks()
+        try:
+            self.flush_marks()
+        finally:  # (the lease goes even if the marks could not: a successor would repeat those rows, not wait)
+            self._release_lease()
+
+    def _release_lease(self) -> None:
         self._held_until = 0.0
         with self._tx() as session, self._durable(session):
             session.execute(update(self.lease).where(self.lease.c.name == LEASE_NAME)
@@ -341,8 +352,8 @@ class Relay:
         rows, self._unmarked = self._unsent(self._unmarked), []
         total = 0
         while rows:
-            if total and not self.hold_lease():
-                break
+            if total and not (self._running and self.hold_lease()):
+                break  # (stopping: the rest waits for the next holder)
             chunk, rows = rows[:self.chunk], rows[self.chunk:]
             self._publish(chunk)
             total += len(chunk)
@@ -442,12 +453,10 @@ class Relay:
                     last_gauge = time.time()
             except Exception:  # the relay must outlive a broker or database hiccup
                 log.exception("outbox relay of %s failed; retrying", self.service)
-                sent = 0
                 wait(1.0, False)
                 continue
-            if sent >= self.batch:
-                continue
-            wait(self.poll_seconds, True)
+            if sent < self.batch:
+                wait(self.poll_seconds, True)
 
     def _green_wait(self, seconds: float, wakeable: bool) -> None:
         if not wakeable:

@@ -178,3 +178,48 @@ def test_the_relays_own_settings_never_reach_the_pool_and_its_lease_is_durable(c
     assert relay._conn is None
     with db.get_engine(url).connect() as c:  # the pool's connections (LIFO: the newest first) have the default
         assert c.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_deferred_marks_go_with_the_next_pass_and_nothing_is_published_twice(config, event_log):
+    """A relay woken for every commit (its own process) marks a pass's rows with the next pass's read."""
+    log = event_log("tickets")
+    relay = _relay(config)
+    relay.defer_marks = True
+    _create(config, 3)
+    assert relay.run_once() == 3
+    assert _unsent(config) == 3  # published, marked by the next pass
+    more = _create(config, 2)
+    assert relay.run_once() == 2  # the three are left out and marked; the two go
+    assert _unsent(config) == 2
+    assert relay.run_once() == 0
+    assert _unsent(config) == 0
+    events = log.wait_for(5)
+    eventlet.sleep(0.3)
+    assert len(log.drain()) == 5  # (all it received)
+    assert [e["payload"]["ticket"]["id"] for e in events[3:]] == [t["id"] for t in more]
+
+
+def test_deferred_marks_are_made_before_the_lease_goes_and_by_a_relay_that_lost_it(config, event_log):
+    event_log("tickets")
+    relay = _relay(config)
+    relay.defer_marks = True
+    _create(config, 2)
+    assert relay.run_once() == 2
+    relay.release_lease()  # stopping: its marks first
+    assert _unsent(config) == 0
+
+    _create(config, 2)
+    assert relay.run_once() == 2
+    relay._held_until = 0.0
+    _take_lease_away(config)
+    assert relay.run_once() == 0  # no lease: nothing published, but what it did publish is marked
+    assert _unsent(config) == 0
+
+
+def _take_lease_away(config) -> None:
+    import time
+
+    from sqlalchemy import update
+
+    with db.transaction(db.session_factory(config.database_url("tickets"))) as session:
+        session.execute(update(outbox_lease).values(holder="someone-else", expires_at=time.time() + 60))
