@@ -172,16 +172,17 @@ class ConfirmingPublisher:
         try:
             channel = self._open()
             self._pending, self._nacked = set(), False
+            out = []
             for body, exchange, routing_key, headers, message_id in messages:
                 if exchange.name not in self._declared:
                     exchange(channel).declare()
                     self._declared.add(exchange.name)
-                publishing.send(channel, amqp.Message(body.encode(), content_type="application/json",
-                                                      content_encoding="utf-8", application_headers=headers,
-                                                      message_id=message_id, delivery_mode=2),
-                                exchange.name, routing_key)  # the confirms are read once for the chunk, below
+                out.append((amqp.Message(body.encode(), content_type="application/json", content_encoding="utf-8",
+                                         application_headers=headers, message_id=message_id, delivery_mode=2),
+                            exchange.name, routing_key))
                 self._next_tag += 1
                 self._pending.add(self._next_tag)
+            publishing.send_many(channel, out)  # one write for the chunk; its confirms are read once, below
             deadline = time.monotonic() + self.timeout
             while self._pending:
                 remaining = deadline - time.monotonic()
@@ -253,7 +254,10 @@ class Relay:
         instead of three (BEGIN, statement, COMMIT): under load every round trip waits for a
         turn of the busy hub, which is what the outbox lag is made of. Its marks don't wait
         for the disk (a mark lost in a database crash only republishes rows, which consumers
-        skip as seen); its lease writes do. The connection is detached from the pool, so its
+        skip as seen); its lease writes do. Its prepared statements are planned on every
+        execution: a generic plan cached while the outbox was small (a new service, before
+        autoanalyze) marked rows with a sequential scan of the whole table, on every pass, for
+        as long as the connection lived. The connection is detached from the pool, so its
         settings end with it. Other databases: a transaction as everywhere else (SQLite's
         single writer is queued for in `db.transaction`)."""
         engine = self.sessions.kw["bind"]
@@ -265,6 +269,7 @@ class Relay:
             conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             conn.detach()  # its settings never reach the pool: closing it closes it
             conn.exec_driver_sql("SET synchronous_commit = off")
+            conn.exec_driver_sql("SET plan_cache_mode = force_custom_plan")
             self._conn = conn
         try:
             yield self._conn

@@ -20,6 +20,8 @@ import contextlib
 import amqp
 import eventlet
 from amqp import spec
+from amqp.method_framing import frame_writer
+from amqp.serialization import dumps
 from eventlet.patcher import original
 from kombu import Connection
 from kombu.transport import pyamqp
@@ -66,6 +68,35 @@ def send(channel, message: amqp.Message, exchange: str, routing_key: str) -> Non
     """What py-amqp's `basic_publish` sends, without the zero-timeout read it makes before every message (under
     eventlet a turn of the hub); the caller reads what the broker sends when it needs to (confirms, errors)."""
     channel.send_method(spec.Basic.Publish, "Bssbb", (0, exchange, routing_key, False, False), message)
+
+
+def send_many(channel, messages) -> None:
+    """`send` for many (message, exchange, routing_key) at once: their frames in one write to the socket.
+
+    On the loopback a write is a system call that also runs the receiving side's network stack: for
+    the outbox relay's chunks one write instead of one a message was a quarter of its CPU."""
+    connection = channel.connection
+    writer = getattr(connection, "_helpdesk_batch_writer", None)
+    if writer is None:
+        collector = _Collector()
+        writer = connection._helpdesk_batch_writer = (frame_writer(connection, collector), collector)
+    write_frame, collector = writer
+    collector.parts.clear()
+    for message, exchange, routing_key in messages:
+        write_frame(1, channel.channel_id, spec.Basic.Publish,
+                    dumps("Bssbb", (0, exchange, routing_key, False, False)), message)
+    data, collector.parts[:] = b"".join(collector.parts), []
+    connection.transport.write(data)
+
+
+class _Collector:
+    """Stands in for a transport: keeps what py-amqp's frame writer writes (a view of a buffer it reuses)."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def write(self, data) -> None:
+        self.parts.append(bytes(data))
 
 
 def _read_pending(connection: amqp.Connection) -> None:
