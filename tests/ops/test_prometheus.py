@@ -167,6 +167,6 @@ def test_prometheus_scrapes_the_services_and_evaluates_the_alerts(prometheus):
 
     groups = _get_json(f"{prometheus}/api/v1/rules")["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
-    assert len(rules) == 11
+    assert len(rules) == 12
     broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not broken, broken
