@@ -48,6 +48,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HELPDESK_OUTBOX_RELAY", "auto", "where a service's outbox relay runs: process (a child process of its "
             "own, PostgreSQL only), inline (a green thread of the service process), or auto (process on PostgreSQL, "
             "inline on SQLite)"),
+    Setting("HELPDESK_OUTBOX_KEEP_HOURS", "168", "how long published events stay in a service's outbox table "
+            "before its relay deletes them (0: keep them all)"),
     Setting("HELPDESK_OUTBOX_LEASE_SECONDS", "10", "how long a relay holds the publishing lease without renewing it"),
     Setting("HELPDESK_EVENT_MAX_ATTEMPTS", "3", "tries of an event handler before the message is dead-lettered"),
     Setting("HELPDESK_TICKET_NUMBER_PREFIX", "HD", "prefix of ticket numbers (HD-2026-000123)"),
@@ -153,6 +155,7 @@ class Config:
     attachment_max_bytes: int
     attachment_types: frozenset
     outbox_relay: str = "auto"
+    outbox_keep_hours: float = 168.0
     portal_port: int = 8000
     portal_base_url: str = "http://localhost:8000"
     portal_secret_key: str = ""
@@ -227,6 +230,7 @@ def load(env: dict | None = None) -> Config:
         outbox_poll_seconds=float(_get("HELPDESK_OUTBOX_POLL_SECONDS", env)),
         outbox_lease_seconds=float(_get("HELPDESK_OUTBOX_LEASE_SECONDS", env)),
         outbox_relay=_choice("HELPDESK_OUTBOX_RELAY", env, ("auto", "process", "inline")),
+        outbox_keep_hours=float(_get("HELPDESK_OUTBOX_KEEP_HOURS", env)),
         event_max_attempts=int(_get("HELPDESK_EVENT_MAX_ATTEMPTS", env)),
         ticket_number_prefix=_get("HELPDESK_TICKET_NUMBER_PREFIX", env),
         auto_close_days=int(_get("HELPDESK_AUTO_CLOSE_DAYS", env)),

@@ -16,6 +16,7 @@ well within the lease.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from kombu import Connection
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, any_,
-                        bindparam, select, update)
+                        bindparam, delete, select, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from helpdesk.common import db, events, publishing
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 LEASE_NAME = "relay"
+PRUNE_BATCH = 1000  # sent rows deleted a statement
+PRUNE_BATCHES = 5  # statements a call: up to 1,000 rows a second at one call every 5 s
 
 
 def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -222,7 +225,7 @@ class Relay:
 
     def __init__(self, session_factory, outbox: Table, lease: Table, amqp_uri: str, nameko_config: dict,
                  service: str, poll_seconds: float = 0.5, lease_seconds: float = 10.0, batch: int = 200,
-                 chunk: int = 50, holder: str | None = None):
+                 chunk: int = 50, holder: str | None = None, keep_seconds: float = 0.0):
         self.sessions = session_factory
         self.outbox = outbox
         self.lease = lease
@@ -231,6 +234,7 @@ class Relay:
         self.lease_seconds = lease_seconds
         self.batch = batch
         self.chunk = chunk
+        self.keep_seconds = keep_seconds  # sent rows older than this are deleted (`prune`); 0 keeps them all
         # (a relay process started again after a crash is given its predecessor's: it takes the lease over at once)
         self.holder = holder or new_holder()
         self.publisher = ConfirmingPublisher(amqp_uri)
@@ -244,6 +248,7 @@ class Relay:
         # A relay woken for every commit (relay_process.py) leaves a pass's rows to be marked by the next pass's
         # read: one statement a pass. A relay without the lease marks them before it stops trying.
         self.defer_marks = False
+        self._prune = None
         self._unmarked: list[int] = []
 
     @contextlib.contextmanager
@@ -432,6 +437,31 @@ class Relay:
                 self._built = (db.Prepared("outbox_mark", mark), db.Prepared("outbox_unsent", unsent), None)
         return self._built
 
+    def prune(self, now: float | None = None) -> int:
+        """Delete rows sent more than `keep_seconds` ago, oldest first, in batches of PRUNE_BATCH, at most
+        PRUNE_BATCHES of them a call (the relay calls it every few seconds while it holds the lease, between
+        passes); returns how many. Unsent rows stay, however old. The statement walks the primary key from its
+        oldest end, where the oldest sent rows are, and stops at a batch's worth: no index on `sent_at` needed."""
+        if self.keep_seconds <= 0:
+            return 0
+        cutoff = events.utcnow() - dt.timedelta(seconds=self.keep_seconds) if now is None else \
+            dt.datetime.fromtimestamp(now - self.keep_seconds, dt.timezone.utc)
+        if self._prune is None:
+            c = self.outbox.c
+            oldest = (select(c.id).where(c.sent_at < bindparam("cutoff", type_=UTCDateTime()))
+                      .order_by(c.id).limit(PRUNE_BATCH))
+            self._prune = delete(self.outbox).where(c.id.in_(oldest.scalar_subquery()))
+        total = 0
+        for _ in range(PRUNE_BATCHES):
+            with self._tx() as conn:
+                deleted = conn.execute(self._prune, {"cutoff": cutoff}).rowcount
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                break
+        if total:
+            log.info("outbox of %s: deleted %s rows sent before %s", self.service, total, cutoff.isoformat())
+        return total
+
     def backlog(self) -> int:
         from sqlalchemy import func
 
@@ -455,6 +485,8 @@ class Relay:
                 sent = self.run_once()
                 if time.time() - last_gauge > 5:
                     self.backlog_seen(self.backlog())
+                    if self.holds_lease:
+                        self.prune()
                     last_gauge = time.time()
             except Exception:  # the relay must outlive a broker or database hiccup
                 log.exception("outbox relay of %s failed; retrying", self.service)
@@ -510,11 +542,12 @@ class Outbox(DependencyProvider):
 
             self.process = RelayProcess(name, engine.url.render_as_string(hide_password=False), cfg.amqp_uri,
                                         cfg.outbox_poll_seconds, cfg.outbox_lease_seconds, cfg.log_level,
-                                        cfg.log_format)
+                                        cfg.log_format, keep_seconds=cfg.outbox_keep_hours * 3600)
             self._wake = self.process.wake
             return
         self.relay = Relay(database.sessions, self.table, lease, cfg.amqp_uri, self.container.config,
-                           name, cfg.outbox_poll_seconds, cfg.outbox_lease_seconds)
+                           name, cfg.outbox_poll_seconds, cfg.outbox_lease_seconds,
+                           keep_seconds=cfg.outbox_keep_hours * 3600)
         self._wake = self.relay.wake
 
     def start(self):

@@ -54,7 +54,7 @@ class RelayProcess:
     """Parent side: runs one service's relay in a child process, wakes it, and counts what it reports."""
 
     def __init__(self, service: str, database_url: str, amqp_uri: str, poll_seconds: float, lease_seconds: float,
-                 log_level: str = "INFO", log_format: str = "json"):
+                 log_level: str = "INFO", log_format: str = "json", keep_seconds: float = 0.0):
         from helpdesk.common.outbox import new_holder
 
         self.service = service
@@ -63,6 +63,7 @@ class RelayProcess:
         self._env = {f"{_ENV}SERVICE": service, f"{_ENV}DATABASE_URL": database_url, f"{_ENV}AMQP_URI": amqp_uri,
                      f"{_ENV}POLL_SECONDS": str(poll_seconds), f"{_ENV}LEASE_SECONDS": str(lease_seconds),
                      f"{_ENV}PARENT_PID": str(os.getpid()), f"{_ENV}HOLDER": new_holder(),
+                     f"{_ENV}KEEP_SECONDS": str(keep_seconds),
                      "HELPDESK_LOG_LEVEL": log_level, "HELPDESK_LOG_FORMAT": log_format}
         self._wake_r = self._wake_w = None
         self._child: subprocess.Popen | None = None
@@ -388,7 +389,8 @@ def main() -> int:
     sessions = db.session_factory(env[f"{_ENV}DATABASE_URL"])
     relay = _reporting_relay_class()(
         sessions, outbox, lease, env[f"{_ENV}AMQP_URI"], {}, service, float(env[f"{_ENV}POLL_SECONDS"]),
-        float(env[f"{_ENV}LEASE_SECONDS"]), holder=env[f"{_ENV}HOLDER"], report_fd=int(env[f"{_ENV}REPORT_FD"]))
+        float(env[f"{_ENV}LEASE_SECONDS"]), holder=env[f"{_ENV}HOLDER"], keep_seconds=float(env[f"{_ENV}KEEP_SECONDS"]),
+        report_fd=int(env[f"{_ENV}REPORT_FD"]))
     relay.defer_marks = True
     stop_r, stop_w = os.pipe()
 

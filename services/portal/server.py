@@ -33,7 +33,8 @@ def start(cfg: Config, listen: tuple[str, int] | None = None):
     start_metrics_server(cfg.metrics_port)
     app = create_app(cfg)
     relay = Relay(db.session_factory(cfg.database_url("portal")), outbox, outbox_lease, cfg.amqp_uri,
-                  cfg.nameko(), "portal", cfg.outbox_poll_seconds, cfg.outbox_lease_seconds)
+                  cfg.nameko(), "portal", cfg.outbox_poll_seconds, cfg.outbox_lease_seconds,
+                  keep_seconds=cfg.outbox_keep_hours * 3600)
     app.extensions["helpdesk"].outbox = OutboxWriter(outbox, "portal", on_commit=relay.wake)
     relay_thread = eventlet.spawn(relay.run_forever)
     notifier = ServiceRunner(cfg.nameko())

@@ -1,8 +1,11 @@
 """The outbox relay against the real broker and both databases: crash safety, several relays, order."""
 from __future__ import annotations
 
+import datetime as dt
+
 import eventlet
 import pytest
+from sqlalchemy import select
 
 from helpdesk.common import db
 from helpdesk.common.outbox import OutboxWriter, Relay
@@ -33,7 +36,7 @@ def _create(config, n: int) -> list[dict]:
 
 
 def _unsent(config) -> int:
-    from sqlalchemy import func, select
+    from sqlalchemy import func
 
     with db.transaction(db.session_factory(config.database_url("tickets"))) as session:
         return session.execute(select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))).scalar()
@@ -223,3 +226,35 @@ def _take_lease_away(config) -> None:
 
     with db.transaction(db.session_factory(config.database_url("tickets"))) as session:
         session.execute(update(outbox_lease).values(holder="someone-else", expires_at=time.time() + 60))
+
+
+def test_prune_deletes_only_rows_sent_longer_ago_than_kept_oldest_first(config, event_log, monkeypatch):
+    import time
+
+    from sqlalchemy import func, update
+
+    from helpdesk.common import outbox as outbox_module
+
+    event_log("tickets")
+    monkeypatch.setattr(outbox_module, "PRUNE_BATCH", 2)  # (several batches out of a few rows)
+    _create(config, 6)
+    relay = _relay(config, keep_seconds=3600)
+    assert relay.run_once() == 6  # all sent
+    _create(config, 1)  # unsent
+    sessions = db.session_factory(config.database_url("tickets"))
+    with db.transaction(sessions) as session:
+        ids = session.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars().all()
+        old = outbox_module.events.utcnow() - dt.timedelta(hours=2)
+        # the first four were sent two hours ago, as was the unsent row written
+        session.execute(update(outbox).where(outbox.c.id.in_(ids[:4])).values(sent_at=old))
+        session.execute(update(outbox).where(outbox.c.id == ids[-1]).values(created_at=old))
+
+    assert relay.prune() == 4
+    with db.transaction(sessions) as session:
+        left = session.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars().all()
+    assert left == ids[4:]  # the recent sent ones and the unsent one
+    assert relay.prune() == 0
+    assert _relay(config, keep_seconds=0).prune() == 0  # 0 keeps everything
+    assert relay.prune(now=time.time() + 7200) == 2
+    with db.transaction(sessions) as session:
+        assert session.execute(select(func.count()).select_from(outbox)).scalar() == 1
