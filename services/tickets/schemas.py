@@ -8,6 +8,8 @@ from helpdesk.common.contracts.tickets import Person, TicketSnapshot
 from helpdesk.tickets import domain
 
 _text = validate.Length(min=1)
+# ids and versions are BIGINT: a larger number names no row, and SQLite cannot even bind it
+_BIGINT = validate.Range(min=-(2 ** 63 - 1), max=2 ** 63 - 1)
 
 
 class TicketCreate(Schema):
@@ -17,7 +19,7 @@ class TicketCreate(Schema):
                               metadata={"description": "defaults to the actor; staff may raise on behalf of someone"})
     organisation_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=64))
     contract = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=64))
-    category_id = fields.Integer(allow_none=True, load_default=None)
+    category_id = fields.Integer(validate=_BIGINT, allow_none=True, load_default=None)
     priority = fields.String(load_default="normal", validate=validate.OneOf(domain.PRIORITIES))
     channel = fields.String(load_default="portal", validate=validate.OneOf(domain.CHANNELS))
     attachments = fields.List(fields.Nested(lambda: NewAttachment()), load_default=list,
@@ -32,7 +34,7 @@ class TicketUpdate(Schema):
     description = fields.String(validate=validate.Length(min=1, max=100_000))
     organisation_id = fields.String(allow_none=True, validate=validate.Length(max=64))
     contract = fields.String(allow_none=True, validate=validate.Length(max=64))
-    category_id = fields.Integer(allow_none=True)
+    category_id = fields.Integer(validate=_BIGINT, allow_none=True)
     priority = fields.String(validate=validate.OneOf(domain.PRIORITIES))
 
     @validates_schema
@@ -57,7 +59,7 @@ class CommentIn(Schema):
 
 
 class AttachmentIn(NewAttachment):
-    comment_id = fields.Integer(allow_none=True, load_default=None)
+    comment_id = fields.Integer(validate=_BIGINT, allow_none=True, load_default=None)
 
 
 class RatingIn(Schema):
@@ -76,7 +78,7 @@ SORTS = ("created_at", "-created_at", "updated_at", "-updated_at")
 
 class ListQuery(Schema):
     state = fields.List(fields.String(validate=validate.OneOf(domain.STATES)), load_default=None)
-    category_id = fields.Integer(allow_none=True, load_default=None,
+    category_id = fields.Integer(validate=_BIGINT, allow_none=True, load_default=None,
                                  metadata={"description": "the category and its whole subtree"})
     priority = fields.List(fields.String(validate=validate.OneOf(domain.PRIORITIES)), load_default=None)
     solver_id = fields.String(allow_none=True, load_default=None, metadata={"description": "'none': unassigned"})
@@ -94,13 +96,13 @@ class ListQuery(Schema):
 
 class AssignIn(Schema):
     solver = fields.Nested(Person, allow_none=True, required=True, metadata={"description": "null: unassign"})
-    version = fields.Integer(allow_none=True, load_default=None, strict=True)
+    version = fields.Integer(validate=_BIGINT, allow_none=True, load_default=None, strict=True)
     note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000))
 
 
 class CategoryIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    parent_id = fields.Integer(allow_none=True, load_default=None)
+    parent_id = fields.Integer(validate=_BIGINT, allow_none=True, load_default=None)
 
 
 class TicketOut(TicketSnapshot):

@@ -11,7 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from helpdesk.common.contracts.shared import Actor as ActorSchema
 from helpdesk.common.db import DatabaseProvider
-from helpdesk.common.errors import EXPECTED, Conflict, Forbidden, ValidationFailed
+from helpdesk.common.errors import EXPECTED, Conflict, Forbidden, NotFound, ValidationFailed
 from helpdesk.common.events import utcnow
 from helpdesk.common.observability import Observability
 from helpdesk.common.outbox import Outbox
@@ -43,13 +43,20 @@ def _require(actor: domain.Actor, roles: set[str], what: str) -> None:
         raise Forbidden(f"{what} needs one of the roles {', '.join(sorted(roles))}", {"roles": sorted(actor.roles)})
 
 
+_MAX_ID = 2 ** 63 - 1  # ids and versions are BIGINT: a larger number names no row (and SQLite could not bind it)
+
+
 def _whole_number(value, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationFailed.from_fields({field: ["must be a whole number"]})
+    if not -_MAX_ID <= value <= _MAX_ID:
+        raise ValidationFailed.from_fields({field: [f"must be between {-_MAX_ID} and {_MAX_ID}"]})
     return value
 
 
 def _ticket_id(value) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= _MAX_ID:
+        raise NotFound(f"ticket {value} not found", {"ticket_id": value})  # (as for any id no ticket has)
     return _whole_number(value, "ticket_id")
 
 

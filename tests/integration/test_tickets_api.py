@@ -139,6 +139,23 @@ def test_unknown_category_names_category_id(tickets, rpc):
     assert list(err.value.details) == ["category_id"]
 
 
+def test_numbers_beyond_64_bits_are_not_found_or_refused_by_name_not_a_database_error(tickets, rpc):
+    huge = 2 ** 70  # (a fuzzer sent one: SQLite cannot bind it, and no id or version is that large)
+    t = new_ticket(rpc)
+    for ticket_id in (huge, -huge, 0):
+        with pytest.raises(NotFound):
+            rpc.tickets.get_ticket(actor=REQUESTER, ticket_id=ticket_id)
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.update_ticket(actor=DISPATCHER, ticket_id=t["id"], version=huge, changes={"priority": "high"})
+    assert list(err.value.details) == ["version"]
+    with pytest.raises(ValidationFailed) as err:
+        rpc.tickets.list_tickets(actor=DISPATCHER, query={"category_id": huge})
+    assert list(err.value.details) == ["category_id"]
+    with pytest.raises(ValidationFailed) as err:
+        new_ticket(rpc, category_id=-huge)
+    assert list(err.value.details) == ["category_id"]
+
+
 def test_a_refused_create_leaves_no_ticket_and_no_event(tickets, rpc, event_log):
     log = event_log()
     with pytest.raises(ValidationFailed):
