@@ -31,6 +31,9 @@ OPERATIONS: list[Panel] = [
     ("Outbox lag p99 (commit → broker)", "timeseries", "s",
      [("{{service}}", "histogram_quantile(0.99, sum by (service, le) "
                       f"(rate(helpdesk_outbox_lag_seconds_bucket{{{SERVICE}}}[5m])))")]),
+    ("Outbox relay process starts in 15 min (restarts, or new replicas)", "stat", "short",
+     [("{{service}} {{instance}}", "sum by (service, instance) "
+                                   f"(increase(helpdesk_outbox_relay_starts_total{{{SERVICE}}}[15m]))")]),
     ("Calls per second by entrypoint", "timeseries", "reqps",
      [("{{service}}.{{entrypoint}}", "sum by (service, entrypoint) "
                                      f"(rate(helpdesk_entrypoint_seconds_count{{{SERVICE}}}[5m]))")]),
