@@ -123,6 +123,17 @@ def _choice(name: str, env: dict, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _non_negative(name: str, env: dict) -> float:
+    text = _get(name, env)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"{name} must be a number of 0 or more, not {text!r}")
+    return value
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
@@ -230,7 +241,7 @@ def load(env: dict | None = None) -> Config:
         outbox_poll_seconds=float(_get("HELPDESK_OUTBOX_POLL_SECONDS", env)),
         outbox_lease_seconds=float(_get("HELPDESK_OUTBOX_LEASE_SECONDS", env)),
         outbox_relay=_choice("HELPDESK_OUTBOX_RELAY", env, ("auto", "process", "inline")),
-        outbox_keep_hours=float(_get("HELPDESK_OUTBOX_KEEP_HOURS", env)),
+        outbox_keep_hours=_non_negative("HELPDESK_OUTBOX_KEEP_HOURS", env),
         event_max_attempts=int(_get("HELPDESK_EVENT_MAX_ATTEMPTS", env)),
         ticket_number_prefix=_get("HELPDESK_TICKET_NUMBER_PREFIX", env),
         auto_close_days=int(_get("HELPDESK_AUTO_CLOSE_DAYS", env)),

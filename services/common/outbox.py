@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 LEASE_NAME = "relay"
-PRUNE_BATCH = 1000  # sent rows deleted a statement
+PRUNE_BATCH = 1000  # the oldest rows a pruning statement looks at (and deletes, those sent before the cutoff)
 PRUNE_BATCHES = 5  # statements a call: up to 1,000 rows a second at one call every 5 s
+HOUSEKEEPING_SECONDS = 5.0  # how often a relay sets the backlog gauge and prunes
 
 
 def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -438,29 +439,43 @@ class Relay:
         return self._built
 
     def prune(self, now: float | None = None) -> int:
-        """Delete rows sent more than `keep_seconds` ago, oldest first, in batches of PRUNE_BATCH, at most
-        PRUNE_BATCHES of them a call (the relay calls it every few seconds while it holds the lease, between
-        passes); returns how many. Unsent rows stay, however old. The statement walks the primary key from its
-        oldest end, where the oldest sent rows are, and stops at a batch's worth: no index on `sent_at` needed."""
+        """Delete rows sent more than `keep_seconds` ago, oldest first; returns how many.
+
+        Each statement looks only at the PRUNE_BATCH oldest rows (by primary key) and deletes those of them
+        sent before the cutoff, so it costs the same however large the table is and however little is old
+        enough; at most PRUNE_BATCHES statements a call, fewer once one deletes nothing. Unsent rows stay,
+        however old (a few of them at the front only narrow the window). The relay calls it every few
+        seconds while it holds the lease, between passes."""
         if self.keep_seconds <= 0:
             return 0
         cutoff = events.utcnow() - dt.timedelta(seconds=self.keep_seconds) if now is None else \
             dt.datetime.fromtimestamp(now - self.keep_seconds, dt.timezone.utc)
         if self._prune is None:
             c = self.outbox.c
-            oldest = (select(c.id).where(c.sent_at < bindparam("cutoff", type_=UTCDateTime()))
-                      .order_by(c.id).limit(PRUNE_BATCH))
-            self._prune = delete(self.outbox).where(c.id.in_(oldest.scalar_subquery()))
+            window = select(c.id).order_by(c.id).limit(PRUNE_BATCH).scalar_subquery()
+            self._prune = (delete(self.outbox).where(c.id.in_(window))
+                           .where(c.sent_at < bindparam("cutoff", type_=UTCDateTime())))
         total = 0
         for _ in range(PRUNE_BATCHES):
             with self._tx() as conn:
                 deleted = conn.execute(self._prune, {"cutoff": cutoff}).rowcount
             total += deleted
-            if deleted < PRUNE_BATCH:
+            if not deleted:
                 break
         if total:
             log.info("outbox of %s: deleted %s rows sent before %s", self.service, total, cutoff.isoformat())
         return total
+
+    def _housekeeping(self) -> None:
+        """Every few seconds: the backlog gauge, and old rows pruned by the lease holder. A failure here is
+        logged and left for the next time: it must not hold up publishing."""
+        try:
+            self.backlog_seen(self.backlog())
+            if self.holds_lease:
+                self.prune()
+        except Exception:
+            log.exception("outbox of %s: counting or pruning failed; trying again in %s s", self.service,
+                          HOUSEKEEPING_SECONDS)
 
     def backlog(self) -> int:
         from sqlalchemy import func
@@ -483,11 +498,9 @@ class Relay:
         while self._running:
             try:
                 sent = self.run_once()
-                if time.time() - last_gauge > 5:
-                    self.backlog_seen(self.backlog())
-                    if self.holds_lease:
-                        self.prune()
+                if time.time() - last_gauge > HOUSEKEEPING_SECONDS:
                     last_gauge = time.time()
+                    self._housekeeping()
             except Exception:  # the relay must outlive a broker or database hiccup
                 log.exception("outbox relay of %s failed; retrying", self.service)
                 wait(1.0, False)

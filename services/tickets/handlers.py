@@ -662,8 +662,11 @@ def _decode_cursor(cursor: str, sort: str):
         value = dt.datetime.fromisoformat(value)
         if value.tzinfo is None:
             raise ValueError("cursors carry UTC times")
-        return value.astimezone(dt.timezone.utc), int(ticket_id)
-    except (ValueError, TypeError, binascii.Error):
+        ticket_id = int(ticket_id)
+        if not 0 < ticket_id < 2 ** 63:
+            raise ValueError("ticket ids are 64-bit")
+        return value.astimezone(dt.timezone.utc), ticket_id
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         raise ValidationFailed.from_fields({"cursor": ["not a cursor this service returned"]})
 
 

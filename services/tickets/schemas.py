@@ -1,6 +1,8 @@
 """Shapes of the tickets service's RPC input and output (marshmallow); the only place payloads are shaped."""
 from __future__ import annotations
 
+import datetime as dt
+
 from marshmallow import Schema, fields, validate, validates_schema, ValidationError
 
 from helpdesk.common.contracts.tickets import Comment as CommentOut  # noqa: F401  (handlers dump comments with it)
@@ -10,6 +12,9 @@ from helpdesk.tickets import domain
 _text = validate.Length(min=1)
 # ids and versions are BIGINT: a larger number names no row, and SQLite cannot even bind it
 _BIGINT = validate.Range(min=-(2 ** 63 - 1), max=2 ** 63 - 1)
+# times are stored in UTC: 0001-01-01T00:00+01:00 has no UTC time (nor does 9999-12-31T23:00-02:00)
+_IN_UTC_RANGE = validate.Range(min=dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc),
+                               max=dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc))
 
 
 class TicketCreate(Schema):
@@ -86,8 +91,8 @@ class ListQuery(Schema):
     contract = fields.String(allow_none=True, load_default=None)
     channel = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(domain.CHANNELS))
     requester_id = fields.String(allow_none=True, load_default=None)
-    created_from = fields.AwareDateTime(allow_none=True, load_default=None)
-    created_to = fields.AwareDateTime(allow_none=True, load_default=None)
+    created_from = fields.AwareDateTime(allow_none=True, load_default=None, validate=_IN_UTC_RANGE)
+    created_to = fields.AwareDateTime(allow_none=True, load_default=None, validate=_IN_UTC_RANGE)
     text = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=200))
     sort = fields.String(load_default="-created_at", validate=validate.OneOf(SORTS))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))

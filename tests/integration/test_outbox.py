@@ -231,30 +231,52 @@ def _take_lease_away(config) -> None:
 def test_prune_deletes_only_rows_sent_longer_ago_than_kept_oldest_first(config, event_log, monkeypatch):
     import time
 
-    from sqlalchemy import func, update
+    from sqlalchemy import update
 
     from helpdesk.common import outbox as outbox_module
 
     event_log("tickets")
-    monkeypatch.setattr(outbox_module, "PRUNE_BATCH", 2)  # (several batches out of a few rows)
-    _create(config, 6)
-    relay = _relay(config, keep_seconds=3600)
-    assert relay.run_once() == 6  # all sent
-    _create(config, 1)  # unsent
+    monkeypatch.setattr(outbox_module, "PRUNE_BATCH", 2)  # a statement looks at the 2 oldest rows
+    monkeypatch.setattr(outbox_module, "PRUNE_BATCHES", 2)  # and a call makes at most 2 statements
+    _create(config, 1)  # (the oldest row: left unsent, as if its relay had failed on it for two hours)
     sessions = db.session_factory(config.database_url("tickets"))
+    with db.transaction(sessions) as session:
+        stuck = session.execute(select(outbox.c.id)).scalar_one()
+        session.execute(update(outbox).where(outbox.c.id == stuck).values(sent_at=outbox_module.events.utcnow()))
+    _create(config, 8)
+    relay = _relay(config, keep_seconds=3600)
+    assert relay.run_once() == 8
     with db.transaction(sessions) as session:
         ids = session.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars().all()
         old = outbox_module.events.utcnow() - dt.timedelta(hours=2)
-        # the first four were sent two hours ago, as was the unsent row written
-        session.execute(update(outbox).where(outbox.c.id.in_(ids[:4])).values(sent_at=old))
-        session.execute(update(outbox).where(outbox.c.id == ids[-1]).values(created_at=old))
+        session.execute(update(outbox).where(outbox.c.id == stuck).values(sent_at=None, created_at=old))
+        session.execute(update(outbox).where(outbox.c.id.in_(ids[1:7])).values(sent_at=old))  # 6 old, 2 recent
 
-    assert relay.prune() == 4
-    with db.transaction(sessions) as session:
-        left = session.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars().all()
-    assert left == ids[4:]  # the recent sent ones and the unsent one
+    def left():
+        with db.transaction(sessions) as session:
+            return session.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars().all()
+
+    assert relay.prune() == 2  # two windows of two, each holding the unsent row: the two oldest sent ones go
+    assert left() == [stuck] + ids[3:]
+    assert relay.prune() == 2 and relay.prune() == 2
+    assert left() == [stuck] + ids[7:]  # the unsent row and the recent ones stay
     assert relay.prune() == 0
-    assert _relay(config, keep_seconds=0).prune() == 0  # 0 keeps everything
-    assert relay.prune(now=time.time() + 7200) == 2
-    with db.transaction(sessions) as session:
-        assert session.execute(select(func.count()).select_from(outbox)).scalar() == 1
+    assert _relay(config, keep_seconds=0).prune(now=time.time() + 7200) == 0  # 0 keeps everything
+    assert relay.prune(now=time.time() + 7200) == 2  # two hours on, the recent ones are old too
+    assert left() == [stuck]
+
+
+def test_a_failing_prune_is_logged_and_publishing_goes_on(config, event_log, caplog):
+    log = event_log("tickets")
+    relay = _relay(config, keep_seconds=3600)
+
+    def broken(now=None):
+        raise RuntimeError("the database refused the DELETE")
+
+    relay.prune = broken
+    relay._held_until = 1e12  # (holds the lease)
+    relay._housekeeping()
+    assert "counting or pruning failed" in caplog.text
+    made = _create(config, 1)
+    assert relay.run_once() == 1
+    assert [e["payload"]["ticket"]["id"] for e in log.wait_for(1)] == [made[0]["id"]]

@@ -24,3 +24,11 @@ def test_an_unknown_setting_names_the_variable_and_the_choices():
     assert config.load({}).outbox_relay == "auto"
     with pytest.raises(ValueError, match=r"HELPDESK_OUTBOX_RELAY must be auto, process or inline, not 'thread'"):
         config.load({"HELPDESK_OUTBOX_RELAY": "thread"})
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "a week"])
+def test_keep_hours_must_be_a_number_of_zero_or_more(value):
+    with pytest.raises(ValueError, match=rf"HELPDESK_OUTBOX_KEEP_HOURS must be a number of 0 or more, not '{value}'"):
+        config.load({"HELPDESK_OUTBOX_KEEP_HOURS": value})
+    assert config.load({"HELPDESK_OUTBOX_KEEP_HOURS": "0"}).outbox_keep_hours == 0
+    assert config.load({}).outbox_keep_hours == 168
