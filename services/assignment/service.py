@@ -29,7 +29,7 @@ from helpdesk.common.inbox import GroupCommit, event_handler, guard_many, idempo
 from helpdesk.common.mail import Mail
 from helpdesk.common.observability import EVENTS_HANDLED, Observability
 from helpdesk.common.outbox import Outbox
-from helpdesk.common.schemas import load
+from helpdesk.common.schemas import load, whole_number
 from helpdesk.common.vocabulary import ADMIN, DISPATCHER, SOLVER, SYSTEM_ACTOR
 from helpdesk.common.rpc import LightRpcProxy, rpc
 
@@ -224,7 +224,7 @@ class AssignmentService:
     def claim(self, actor, ticket_id):
         """A solver claims an offered ticket: the first claim wins, later ones get Conflict 'already taken'."""
         who = _actor(actor, {SOLVER}, "claiming a ticket")
-        ticket_id = _whole(ticket_id, "ticket_id")
+        ticket_id = whole_number(ticket_id, "ticket_id")
         self._tx(handlers.claim, who, ticket_id, utcnow())
         try:
             ticket = self.tickets.claim(actor, ticket_id)
@@ -254,7 +254,7 @@ class AssignmentService:
     def reassign(self, actor, ticket_id, solver_id, note=None):
         """A dispatcher gives a ticket to a roster solver who is active and has the skill."""
         who = _actor(actor, {DISPATCHER, ADMIN}, "reassigning a ticket")
-        ticket_id = _whole(ticket_id, "ticket_id")
+        ticket_id = whole_number(ticket_id, "ticket_id")
         target = self._tx(handlers.solver, str(solver_id))
         ticket = self.tickets.get_ticket(actor, ticket_id)
         why = target.unavailable_because(utcnow()) if SOLVER in target.roles else f"{target.name} is not a solver"
@@ -269,7 +269,7 @@ class AssignmentService:
     def unassign(self, actor, ticket_id, note=None):
         """A dispatcher takes the solver away; the ticket waits in the dispatchers' queue."""
         who = _actor(actor, {DISPATCHER, ADMIN}, "unassigning a ticket")
-        ticket_id = _whole(ticket_id, "ticket_id")
+        ticket_id = whole_number(ticket_id, "ticket_id")
         note = note or f"unassigned by {who.name}; back in the dispatchers' queue"
         ticket = self.tickets.assign(actor, ticket_id, None, version=None, note=note)
         self._tx(handlers.requeue, ticket_id, note, utcnow())
@@ -293,12 +293,12 @@ class AssignmentService:
     def update_rule(self, actor, rule_id, data):
         _actor(actor, {ADMIN}, "managing routing rules")
         data = load(_RULE_IN, data, "data")
-        return self._saved(_whole(rule_id, "rule_id"), data)
+        return self._saved(whole_number(rule_id, "rule_id"), data)
 
     @api
     def delete_rule(self, actor, rule_id):
         _actor(actor, {ADMIN}, "managing routing rules")
-        self._tx(handlers.delete_rule, _whole(rule_id, "rule_id"))
+        self._tx(handlers.delete_rule, whole_number(rule_id, "rule_id"))
 
     @api
     def list_roster(self, actor):
@@ -469,7 +469,3 @@ class AssignmentService:
                 return  # the lease took all that was due, and nothing was committed since: no lease to find none
 
 
-def _whole(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed.from_fields({field: ["must be a whole number"]})
-    return value

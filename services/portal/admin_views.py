@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from helpdesk.common.schemas import digits_only
 from helpdesk.common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from helpdesk.portal import accounts, mails
 from helpdesk.portal.app import _, actor, portal, roles_required
@@ -105,12 +106,12 @@ def categories():
     if request.method == "POST":
         form = request.form
         action = form.get("action")
-        parent = int(form["parent_id"]) if form.get("parent_id", "").isdigit() else None
+        parent = int(form["parent_id"]) if digits_only(form.get("parent_id", "")) else None
         try:
             if action == "create":
                 rpc("create_category", actor=actor(), name=form.get("name", "").strip(), parent_id=parent)
             else:
-                category_id = int(form.get("category_id", "0") or 0)
+                category_id = int(form["category_id"]) if digits_only(form.get("category_id", "")) else 0
                 if action == "rename":
                     rpc("rename_category", actor=actor(), category_id=category_id, name=form.get("name", "").strip())
                 elif action == "move":

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from helpdesk.common.schemas import digits_only
 from helpdesk.common.contracts.assignment import WORK_MODES
 from helpdesk.common.errors import Conflict, NotFound, ValidationFailed
 from helpdesk.common.vocabulary import CHANNELS, PRIORITIES, SOLVER
@@ -60,7 +61,7 @@ def rule_as_typed(rule: dict) -> dict:
 def _whole(text: str, field: str, errors: dict, message: str):
     if not text:
         return None
-    if not text.isdigit():
+    if not digits_only(text):
         errors[field] = [message]
         return None
     return int(text)
@@ -109,7 +110,7 @@ def solver_as_typed(solver: dict) -> dict:
 
 def solver_input(typed: dict) -> tuple[dict, dict]:
     errors: dict = {}
-    data = {"team": typed["team"] or None, "skills": [int(s) for s in typed["skills"] if s.isdigit()],
+    data = {"team": typed["team"] or None, "skills": [int(s) for s in typed["skills"] if digits_only(s)],
             "capacity": _whole(typed["capacity"], "capacity", errors, _("Enter a whole number of open tickets.")),
             "absent_from": _utc(typed["absent_from"], "absent_from", errors),
             "absent_to": _utc(typed["absent_to"], "absent_to", errors)}

@@ -30,7 +30,7 @@ def index():
     return _page()
 
 
-@bp.post("/<int:mail_id>/reject")
+@bp.post("/<int(max=9223372036854775807):mail_id>/reject")  # (a larger number names no mail: 404)
 @roles_required(*DECIDERS)
 def reject(mail_id):
     try:
@@ -43,7 +43,7 @@ def reject(mail_id):
     return redirect(url_for("quarantine.index"))
 
 
-@bp.post("/<int:mail_id>/accept")
+@bp.post("/<int(max=9223372036854775807):mail_id>/accept")
 @roles_required(*DECIDERS)
 def accept(mail_id):
     form = request.form

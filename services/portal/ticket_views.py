@@ -11,6 +11,7 @@ import base64
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from helpdesk.common.schemas import digits_only
 from helpdesk.common.errors import Conflict, Forbidden, HelpdeskError, ValidationFailed
 from helpdesk.portal import accounts
 from helpdesk.portal.app import _, actor, is_staff, login_required, portal, roles, roles_required
@@ -100,7 +101,7 @@ def list_query(args, allowed=("state", "priority", "category_id", "text", "curso
         elif args.get(key):
             value = args.get(key).strip()
             if key == "category_id":
-                if not value.isdigit():
+                if not digits_only(value):
                     continue
                 value = int(value)
             query[key] = value
@@ -196,7 +197,7 @@ def new_request():
     if request.method == "POST":
         data = {"subject": form.get("subject", "").strip(), "description": form.get("description", "").strip(),
                 "priority": form.get("priority") or "normal", "channel": "portal"}
-        if form.get("category_id", "").isdigit():
+        if digits_only(form.get("category_id", "")):
             data["category_id"] = int(form["category_id"])
         if form.get("contract", "").strip():
             data["contract"] = form["contract"].strip()
@@ -257,7 +258,7 @@ def _act(ticket_id: int, call, done: str):
 
 def _version() -> int:
     value = request.form.get("version", "")
-    if not value.isdigit():
+    if not digits_only(value):
         raise ValidationFailed.from_fields({"version": ["missing"]})
     return int(value)
 
@@ -288,7 +289,7 @@ def change_state(ticket_id):
 def rate(ticket_id):
     def call():
         score = request.form.get("score", "")
-        if not score.isdigit():
+        if not digits_only(score):
             raise ValidationFailed.from_fields({"score": [_("Choose 1 to 5 stars.")]})
         rpc("rate", actor=actor(), ticket_id=ticket_id, score=int(score),
             comment=request.form.get("comment", "").strip() or None)
@@ -324,7 +325,7 @@ def edit(ticket_id):
     def call():
         changes = {"priority": request.form.get("priority", "")}
         category = request.form.get("category_id", "")
-        changes["category_id"] = int(category) if category.isdigit() else None
+        changes["category_id"] = int(category) if digits_only(category) else None
         rpc("update_ticket", actor=actor(), ticket_id=ticket_id, version=_version(), changes=changes)
     return _act(ticket_id, call, _("The ticket was saved."))
 

@@ -5,10 +5,12 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from helpdesk.common.schemas import BIGINT
 from helpdesk.common.vocabulary import PRIORITIES
 from helpdesk.sla import domain
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MINUTES = validate.Range(min=1, max=10 * 366 * 24 * 60)  # a target beyond ten years is a typing error
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
 
@@ -67,7 +69,7 @@ class CalendarIn(Schema):
 
 
 class Conditions(Schema):
-    category_id = fields.Integer(allow_none=True, load_default=None,
+    category_id = fields.Integer(allow_none=True, load_default=None, validate=BIGINT,
                                  metadata={"description": "this category and its whole subtree"})
     organisation_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=64))
     contract = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=64))
@@ -75,13 +77,13 @@ class Conditions(Schema):
 
 
 class TargetMinutes(Schema):
-    first_response = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
-    resolution = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    first_response = fields.Integer(required=True, strict=True, validate=_MINUTES)
+    resolution = fields.Integer(required=True, strict=True, validate=_MINUTES)
 
 
 class PolicyIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    calendar_id = fields.Integer(required=True, strict=True)
+    calendar_id = fields.Integer(required=True, strict=True, validate=BIGINT)
     conditions = fields.Nested(Conditions, load_default=dict)
     targets = fields.Dict(keys=fields.String(validate=validate.OneOf(PRIORITIES)), values=fields.Nested(TargetMinutes),
                           required=True, metadata={"description": "minutes per priority; every priority is needed"})

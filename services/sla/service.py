@@ -17,7 +17,7 @@ from helpdesk.common.inbox import event_handler, idempotent
 from helpdesk.common.mail import Mail
 from helpdesk.common.observability import Observability
 from helpdesk.common.outbox import Outbox
-from helpdesk.common.schemas import load
+from helpdesk.common.schemas import load, whole_number
 from helpdesk.common.vocabulary import ADMIN, DISPATCHER, MANAGER
 from helpdesk.sla import handlers, metrics, schemas
 from helpdesk.sla.models import Base
@@ -37,12 +37,6 @@ def _require(actor, roles: set[str], what: str) -> None:
     who = load(_ACTOR, actor, "actor")
     if not set(who["roles"]) & roles:
         raise Forbidden(f"{what} needs one of the roles {', '.join(sorted(roles))}", {"roles": who["roles"]})
-
-
-def _whole_number(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed.from_fields({field: ["must be a whole number"]})
-    return value
 
 
 class SchedulerTimer(Timer):
@@ -113,13 +107,13 @@ class SlaService:
 
     @api
     def get_clocks(self, ticket_id):
-        return self._tx(handlers.get_clocks, _whole_number(ticket_id, "ticket_id"), utcnow())
+        return self._tx(handlers.get_clocks, whole_number(ticket_id, "ticket_id"), utcnow())
 
     @api
     def get_clocks_many(self, ticket_ids):
         if not isinstance(ticket_ids, list) or len(ticket_ids) > 500:
             raise ValidationFailed.from_fields({"ticket_ids": ["a list of at most 500 ticket ids"]})
-        ids = [_whole_number(t, "ticket_ids") for t in ticket_ids]
+        ids = [whole_number(t, "ticket_ids") for t in ticket_ids]
         return self._tx(handlers.get_clocks_many, ids, utcnow())
 
     # ------------------------------------------------------------ calendars and policies
@@ -130,7 +124,7 @@ class SlaService:
 
     @api
     def get_calendar(self, calendar_id):
-        return self._tx(handlers.get_calendar, _whole_number(calendar_id, "calendar_id"))
+        return self._tx(handlers.get_calendar, whole_number(calendar_id, "calendar_id"))
 
     @api
     def create_calendar(self, actor, data):
@@ -140,7 +134,7 @@ class SlaService:
     @api
     def update_calendar(self, actor, calendar_id, data):
         _require(actor, {ADMIN}, "managing SLA calendars")
-        return self._tx(handlers.update_calendar, _whole_number(calendar_id, "calendar_id"),
+        return self._tx(handlers.update_calendar, whole_number(calendar_id, "calendar_id"),
                         load(_IN[schemas.CalendarIn], data, "data"), utcnow())
 
     @api
@@ -149,7 +143,7 @@ class SlaService:
 
     @api
     def get_policy(self, policy_id):
-        return self._tx(handlers.get_policy, _whole_number(policy_id, "policy_id"))
+        return self._tx(handlers.get_policy, whole_number(policy_id, "policy_id"))
 
     @api
     def create_policy(self, actor, data):
@@ -160,7 +154,7 @@ class SlaService:
     @api
     def update_policy(self, actor, policy_id, data):
         _require(actor, {ADMIN}, "managing SLA policies")
-        return self._tx(handlers.update_policy, _whole_number(policy_id, "policy_id"),
+        return self._tx(handlers.update_policy, whole_number(policy_id, "policy_id"),
                         load(_IN[schemas.PolicyIn], data, "data"), utcnow(), self._config.sla_warning_share)
 
     # ------------------------------------------------------------ reports

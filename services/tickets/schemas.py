@@ -7,11 +7,11 @@ from marshmallow import Schema, fields, validate, validates_schema, ValidationEr
 
 from helpdesk.common.contracts.tickets import Comment as CommentOut  # noqa: F401  (handlers dump comments with it)
 from helpdesk.common.contracts.tickets import Person, TicketSnapshot
+from helpdesk.common.schemas import BIGINT
 from helpdesk.tickets import domain
 
 _text = validate.Length(min=1)
-# ids and versions are BIGINT: a larger number names no row, and SQLite cannot even bind it
-_BIGINT = validate.Range(min=-(2 ** 63 - 1), max=2 ** 63 - 1)
+_BIGINT = BIGINT  # ids and versions (a larger number names no row, and SQLite cannot even bind it)
 # times are stored in UTC: 0001-01-01T00:00+01:00 has no UTC time (nor does 9999-12-31T23:00-02:00)
 _IN_UTC_RANGE = validate.Range(min=dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc),
                                max=dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc))

@@ -15,7 +15,7 @@ from helpdesk.common.errors import EXPECTED, Conflict, Forbidden, NotFound, Vali
 from helpdesk.common.events import utcnow
 from helpdesk.common.observability import Observability
 from helpdesk.common.outbox import Outbox
-from helpdesk.common.schemas import load
+from helpdesk.common.schemas import MAX_BIGINT, load, whole_number
 from helpdesk.tickets import domain, handlers, schemas
 from helpdesk.tickets import metrics
 from helpdesk.tickets.dependencies import SettingsProvider
@@ -43,21 +43,12 @@ def _require(actor: domain.Actor, roles: set[str], what: str) -> None:
         raise Forbidden(f"{what} needs one of the roles {', '.join(sorted(roles))}", {"roles": sorted(actor.roles)})
 
 
-_MAX_ID = 2 ** 63 - 1  # ids and versions are BIGINT: a larger number names no row (and SQLite could not bind it)
-
-
-def _whole_number(value, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed.from_fields({field: ["must be a whole number"]})
-    if not -_MAX_ID <= value <= _MAX_ID:
-        raise ValidationFailed.from_fields({field: [f"must be between {-_MAX_ID} and {_MAX_ID}"]})
-    return value
 
 
 def _ticket_id(value) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= _MAX_ID:
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 < value <= MAX_BIGINT:
         raise NotFound(f"ticket {value} not found", {"ticket_id": value})  # (as for any id no ticket has)
-    return _whole_number(value, "ticket_id")
+    return whole_number(value, "ticket_id")
 
 
 class TicketsService:
@@ -107,7 +98,7 @@ class TicketsService:
         who = actor_from(actor)
         changes = load(_IN[schemas.TicketUpdate], changes, "changes")
         return self._tx(handlers.update_ticket, self.outbox, who, _ticket_id(ticket_id),
-                        _whole_number(version, "version"), changes)
+                        whole_number(version, "version"), changes)
 
     @api
     def change_state(self, actor, ticket_id, version, to_state, reason=None, note=None):
@@ -115,7 +106,7 @@ class TicketsService:
         who = actor_from(actor)
         move = load(_IN[schemas.StateChangeIn], {"to_state": to_state, "reason": reason, "note": note})
         ticket = self._tx(handlers.change_state, self.outbox, who, _ticket_id(ticket_id),
-                          _whole_number(version, "version"), move["to_state"], move["reason"], move["note"])
+                          whole_number(version, "version"), move["to_state"], move["reason"], move["note"])
         metrics.STATE_CHANGES.labels(ticket["state"]).inc()
         return ticket
 
@@ -169,7 +160,7 @@ class TicketsService:
     @api
     def get_attachment(self, actor, attachment_id):
         return self._tx(handlers.get_attachment, actor_from(actor), self.settings.store,
-                        _whole_number(attachment_id, "attachment_id"))
+                        whole_number(attachment_id, "attachment_id"))
 
     @api
     def rate(self, actor, ticket_id, score, comment=None):
@@ -194,20 +185,20 @@ class TicketsService:
     def rename_category(self, actor, category_id, name):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
         data = load(_IN[schemas.CategoryIn], {"name": name})
-        return self._tx(handlers.rename_category, _whole_number(category_id, "category_id"), data["name"])
+        return self._tx(handlers.rename_category, whole_number(category_id, "category_id"), data["name"])
 
     @api
     def move_category(self, actor, category_id, parent_id):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
-        return self._tx(handlers.move_category, _whole_number(category_id, "category_id"),
-                        None if parent_id is None else _whole_number(parent_id, "parent_id"))
+        return self._tx(handlers.move_category, whole_number(category_id, "category_id"),
+                        None if parent_id is None else whole_number(parent_id, "parent_id"))
 
     @api
     def set_category_active(self, actor, category_id, active):
         _require(actor_from(actor), {domain.ADMIN}, "managing categories")
         if not isinstance(active, bool):
             raise ValidationFailed.from_fields({"active": ["must be true or false"]})
-        return self._tx(handlers.set_category_active, _whole_number(category_id, "category_id"), bool(active))
+        return self._tx(handlers.set_category_active, whole_number(category_id, "category_id"), bool(active))
 
     # ------------------------------------------------------------ timers
 

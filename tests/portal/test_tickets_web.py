@@ -141,6 +141,19 @@ def test_stale_page_gets_a_conflict_not_a_silent_overwrite(client_for, people):
     assert "Vysoká" in dispatcher.get(f"/tickets/{ticket_id}").get_data(as_text=True)
 
 
+def test_digits_that_are_no_number_and_numbers_beyond_64_bits_are_bad_input_not_a_server_error(client_for):
+    requester, dispatcher = client_for("requester"), client_for("dispatcher")
+    ticket_id = _new(requester)
+    for version in ("²", "9" * 25):  # ("²".isdigit() is True, int("²") fails; 25 nines overflow SQLite)
+        response = post(dispatcher, f"/tickets/{ticket_id}/edit", {"priority": "high", "version": version})
+        assert response.status_code == 400, (version, response.status_code)
+    assert post(requester, f"/tickets/{ticket_id}/rate", {"score": "⁵"}).status_code == 400
+    assert requester.get(f"/tickets/{'9' * 25}").status_code == 404
+    admin = client_for("admin")
+    assert post(admin, "/admin/categories", {"action": "rename", "category_id": "²", "name": "X"}).status_code < 500
+    assert 'value="high" selected' not in dispatcher.get(f"/tickets/{ticket_id}").get_data(as_text=True)
+
+
 def test_solver_claims_and_second_claim_is_refused(client_for, tickets):
     ticket_id = _new(client_for("requester"))
     solver = client_for("solver")
