@@ -213,6 +213,8 @@ def apply_report(service: str, report: dict) -> None:
 
 
 def _reporting_relay_class():
+    """Built when the child starts: it imports the outbox (and eventlet with it) only after ignoring SIGINT and
+    silencing eventlet's deprecation warning, in `main`."""
     from helpdesk.common.outbox import Relay
 
     class ReportingRelay(Relay):

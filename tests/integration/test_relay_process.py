@@ -2,6 +2,7 @@
 a killed child, a dead parent, and the setting that chooses it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,41 +87,40 @@ def test_a_wake_up_publishes_at_once_not_at_the_next_poll(config, event_log):
         relay.stop()
 
 
-def test_a_replica_without_the_lease_passes_its_wake_up_on_to_the_holder(config, event_log):
-    log = event_log("tickets")
+@contextlib.contextmanager
+def _two_replicas(config):
+    """Two relay processes of one service: the first holds the lease, the second is up and found it taken."""
     holder, other = _process(config), _process(config)
     holder.start()
     try:
         assert _until(lambda: _holder(config) is not None, 15)
         other.start()
-        eventlet.sleep(2.0)  # the second child is up and found the lease taken
+        eventlet.sleep(2.0)
+        yield holder, other
+    finally:
+        other.stop()
+        holder.stop()
+
+
+def test_a_replica_without_the_lease_passes_its_wake_up_on_to_the_holder(config, event_log):
+    log = event_log("tickets")
+    with _two_replicas(config) as (_holding, other):
         made = _create(config, 2)
         other.wake()  # the rows' own replica is the one without the lease: NOTIFY wakes the holder
         events = log.wait_for(2, timeout=5)
         assert sorted(e["payload"]["ticket"]["id"] for e in events) == sorted(t["id"] for t in made)
         eventlet.sleep(0.5)
         assert len(log.drain()) == 2  # published once
-    finally:
-        other.stop()
-        holder.stop()
 
 
 def test_a_holder_that_stops_hands_the_lease_over_at_once(config, event_log):
     log = event_log("tickets")
-    first, second = _process(config), _process(config)
-    first.start()
-    try:
-        assert _until(lambda: _holder(config) is not None, 15)
-        second.start()
-        eventlet.sleep(2.0)
-        first.stop()  # it gives up the lease and says so: the second takes it now, not at its next poll (30 s)
+    with _two_replicas(config) as (holding, other):
+        holding.stop()  # it gives up the lease and says so: the other takes it now, not at its next poll (30 s)
         made = _create(config, 2)
-        second.wake()
+        other.wake()
         events = log.wait_for(2, timeout=5)
         assert sorted(e["payload"]["ticket"]["id"] for e in events) == sorted(t["id"] for t in made)
-    finally:
-        second.stop()
-        first.stop()
 
 
 def test_start_then_stop_at_once_leaves_nothing_running_and_no_lease(config):
