@@ -12,9 +12,10 @@ How it fits together:
   with `python -m helpdesk.common.relay_process` and two pipes. After each commit that
   wrote events, a worker writes a byte to the *wake* pipe (one non-blocking system call;
   a full pipe means a wake-up is already pending). The child reports what it published
-  on the *report* pipe, one JSON line a pass, and the parent counts it in its own
+  on the *report* pipe (a JSON line for each pass that published, and the backlog every
+  5 s), and the parent counts it in its own
   Prometheus metrics, so `/metrics` of the service shows the relay as before.
-* The child is plain blocking Python, no eventlet: it waits in `select` on the wake
+* The child is plain blocking Python, no eventlet: it waits in `poll` on the wake
   pipe, a stop pipe (SIGTERM) and a PostgreSQL `LISTEN` connection. A child whose
   replica does not hold the lease passes its parent's wake-ups on as a `NOTIFY`, so the
   lease holder in another replica publishes those rows at once instead of at its next
