@@ -298,10 +298,9 @@ def _apply_load(session: Session, deltas: dict, stamp: tuple | None = None, afte
             done = _inserting(session, statement, new_rows, params).execute(session.connection(), params).rowcount
         else:
             done = session.execute(statement, params).rowcount
-        if not done:
-            session.add(SolverLoad(solver_id=solver_id, open_tickets=deltas.get(solver_id, 0),
-                                   last_assigned_at=stamps.get(solver_id)))
-            session.flush()
+        if not done:  # the solver's first counter move: create the row, then move it
+            _create_load_row(session, solver_id)
+            session.execute(statement, params)
 
 
 # ---------------------------------------------------------------- batches
@@ -351,8 +350,8 @@ def begin_batch(session: Session, ticket_ids=()) -> None:
 
 
 def end_batch(session: Session) -> None:
-    """Write the batch: its rows (a multi-row INSERT a table), then its counter moves in solver order (one
-    executemany: on psycopg2 a round trip a solver, in that order)."""
+    """Write the batch: its rows (a multi-row INSERT a table), then its counter moves in solver order (a
+    statement a solver, as psycopg2's executemany would send them, so a solver without a counter row shows)."""
     batch = session.info.pop(_BATCH)
     rows = _pending_decision_rows(session)
     if rows is None:
@@ -366,14 +365,19 @@ def end_batch(session: Session) -> None:
     solver_ids = sorted(set(batch.deltas) | set(batch.stamps))
     if not solver_ids:
         return
-    params = [{"solver": i, "delta": batch.deltas.get(i, 0), "stamp": batch.stamps.get(i)} for i in solver_ids]
-    if session.execute(_MOVE_LOAD_MAYBE_STAMPED, params).rowcount == len(params):
-        return
-    have = set(session.scalars(select(SolverLoad.solver_id).where(SolverLoad.solver_id.in_(solver_ids))))
-    for p in params:  # a solver's first ticket: the counter row is new
-        if p["solver"] not in have:
-            session.add(SolverLoad(solver_id=p["solver"], open_tickets=p["delta"], last_assigned_at=p["stamp"]))
-    session.flush()
+    conn = session.connection()
+    for solver_id in solver_ids:
+        params = {"solver": solver_id, "delta": batch.deltas.get(solver_id, 0), "stamp": batch.stamps.get(solver_id)}
+        if not conn.execute(_MOVE_LOAD_MAYBE_STAMPED, params).rowcount:  # the solver's first ticket: no row yet
+            _create_load_row(session, solver_id)
+            conn.execute(_MOVE_LOAD_MAYBE_STAMPED, params)
+
+
+def _create_load_row(session: Session, solver_id: str) -> None:
+    """A zero counter row for a solver that has none, unless another replica has just created it (two
+    replicas routing a solver's first tickets at once both find no row; a plain INSERT would fail one)."""
+    insert = db.dialect_insert(session.get_bind().dialect.name)
+    session.execute(insert(_LOAD).values(solver_id=solver_id, open_tickets=0).on_conflict_do_nothing())
 
 
 # A first decision's new rows, all of these tables, and the one counter it moves are written by one statement
@@ -529,9 +533,11 @@ def take_turn(session: Session, rule_name: str) -> int:
     table = RoundRobinCursor.__table__
     turn = session.execute(update(table).where(table.c.rule == rule_name).values(turn=table.c.turn + 1)
                            .returning(table.c.turn)).scalar()
-    if turn is None:  # the rule's first turn; a replica inserting at the same moment makes one of them retry
-        session.execute(table.insert().values(rule=rule_name, turn=1))
-        return 0
+    if turn is None:  # the rule's first turn, unless a replica has just taken it (then this takes the next)
+        insert = db.dialect_insert(session.get_bind().dialect.name)
+        turn = session.execute(insert(table).values(rule=rule_name, turn=1)
+                               .on_conflict_do_update(index_elements=[table.c.rule], set_={"turn": table.c.turn + 1})
+                               .returning(table.c.turn)).scalar_one()
     return turn - 1
 
 

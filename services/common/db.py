@@ -124,6 +124,16 @@ def get_engine(url: str, **kwargs) -> Engine:
     return engine
 
 
+def dialect_insert(dialect: str):
+    """The INSERT construct of `dialect` (PostgreSQL or SQLite), which has ON CONFLICT clauses: for
+    rows that two replicas may create at the same moment."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def session_factory(url: str) -> sessionmaker:
     return sessionmaker(bind=get_engine(url), expire_on_commit=False)
 

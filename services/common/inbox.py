@@ -125,11 +125,7 @@ def _insert_new(table: Table, dialect: str) -> db.Prepared:
     """INSERT … ON CONFLICT DO NOTHING into `table` in the dialect (PostgreSQL or SQLite), its values bound
     at execution: built once per table and dialect, not per event; on PostgreSQL prepared on each connection
     (it runs for every event every service handles)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return db.Prepared(f"inbox_guard_{table.name}", insert(table).on_conflict_do_nothing())
+    return db.Prepared(f"inbox_guard_{table.name}", db.dialect_insert(dialect)(table).on_conflict_do_nothing())
 
 
 def idempotent(method):
@@ -170,11 +166,7 @@ def idempotent(method):
 @functools.cache
 def _insert_new_returning(table: Table, dialect: str):
     """`_insert_new` that returns the event ids it inserted (many rows in one statement)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing().returning(table.c.event_id)
+    return db.dialect_insert(dialect)(table).on_conflict_do_nothing().returning(table.c.event_id)
 
 
 def guard_many(session, table: Table, handler_name: str, event_ids) -> set[str]:

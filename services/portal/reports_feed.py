@@ -13,9 +13,8 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from helpdesk.common.db import DatabaseProvider
+from helpdesk.common.db import DatabaseProvider, dialect_insert
 from helpdesk.common.dependencies import ConfigProvider
 from helpdesk.common.inbox import event_handler, idempotent
 from helpdesk.common.observability import Observability
@@ -42,7 +41,7 @@ def _row(session, snapshot: dict, tz: str) -> ReportTicket:
               "state": snapshot["state"], "priority": snapshot["priority"],
               "channel": snapshot["channel"], "category_path": "/", "reopened": 0,
               "first_response_breached": False, "resolution_breached": False}
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[session.get_bind().dialect.name]
+    insert = dialect_insert(session.get_bind().dialect.name)
     session.execute(insert(ReportTicket).values(**values).on_conflict_do_nothing(index_elements=["ticket_id"]))
     return session.execute(select(ReportTicket).where(ReportTicket.ticket_id == snapshot["id"])
                            .with_for_update()).scalar_one()
