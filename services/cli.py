@@ -27,6 +27,8 @@ SERVICES = {
 STORES = {
     "portal": "helpdesk.portal:migrations",
 }
+# services that work on another's database
+STORE_OF = {"mail_intake": "portal"}
 
 log = logging.getLogger("helpdesk")
 
@@ -123,7 +125,8 @@ def run(cfg, names: list[str], demo: bool) -> int:
         print(NO_BROKER.format(uri=cfg.amqp_uri), file=sys.stderr)
         return 2
     names = _selected(names)
-    migrate(cfg, ["all"])
+    # the databases of the services started here (a service started alone creates no one else's)
+    migrate(cfg, ["all"] if demo else sorted({STORE_OF.get(n, n) for n in names}))
     runner = ServiceRunner(cfg.nameko())
     processes = []
     for name in names:

@@ -2,11 +2,14 @@
 
 nameko serialises an exception as its dotted path and its args; registering each class
 in `nameko.exceptions.registry` makes the calling side raise the same class again
-instead of a generic RemoteError. The args are therefore kept JSON-safe: a message and,
-where it matters, a dict of details. This module is the one mapping of error to HTTP
-status (HTTP_STATUS) the portal uses.
+instead of a generic RemoteError. The args are a message and the details as JSON text:
+nameko turns every value in args that is not a string into one (a version 5 would come
+back as "5", None as "None"), and JSON text crosses as it is. This module is the one
+mapping of error to HTTP status (HTTP_STATUS) the portal uses.
 """
 from __future__ import annotations
+
+import json
 
 from nameko.exceptions import get_module_path, registry
 
@@ -16,10 +19,12 @@ class HelpdeskError(Exception):
 
     code = "error"
 
-    def __init__(self, message: str, details: dict | None = None):
-        super().__init__(message, details or {})
+    def __init__(self, message: str, details: dict | str | None = None):
+        if isinstance(details, str):  # as it crossed the RPC hop (args)
+            details = json.loads(details)
         self.message = message
         self.details = details or {}
+        super().__init__(message, json.dumps(self.details, default=str))
 
     def __str__(self) -> str:
         return self.message

@@ -388,6 +388,8 @@ def test_a_stale_version_is_a_conflict_and_changes_nothing(tickets, rpc):
         rpc.tickets.update_ticket(actor=SOLVER_2, ticket_id=t["id"], version=t["version"],
                                   changes={"priority": "low"})
     assert "version 1" in err.value.message and "version 2" in err.value.message
+    # the details cross the RPC hop with their types (nameko alone would make every number text)
+    assert err.value.details == {"ticket_id": t["id"], "expected": 1, "actual": 2}
     after = get(rpc, t)
     assert (after["priority"], after["version"]) == ("high", 2)
     assert history(rpc, t) == before
