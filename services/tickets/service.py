@@ -173,7 +173,9 @@ class TicketsService:
 
     @api
     def list_categories(self, include_inactive=False):
-        return self._tx(handlers.list_categories, bool(include_inactive))
+        if not isinstance(include_inactive, bool):  # (1 or "no" is not an answer to "also the inactive ones?")
+            raise ValidationFailed.from_fields({"include_inactive": ["must be true or false"]})
+        return self._tx(handlers.list_categories, include_inactive)
 
     @api
     def create_category(self, actor, name, parent_id=None):

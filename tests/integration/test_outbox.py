@@ -73,6 +73,31 @@ def test_relay_killed_after_publish_before_marking_republishes_and_event_id_stay
     assert len(events) == 2 and events[0]["event_id"] == events[1]["event_id"]  # consumers dedupe on it
 
 
+def test_a_chunk_the_broker_refuses_stays_unsent_and_goes_once_the_broker_takes_it(config, event_log):
+    import uuid
+
+    import kombu
+
+    log = event_log("tickets")
+    made = _create(config, 2)
+    # a full queue that refuses what is routed to it: the broker nacks those publishes (a real refusal)
+    with kombu.Connection(config.amqp_uri) as conn:
+        full = kombu.Queue(f"test-full-{uuid.uuid4().hex[:8]}", kombu.Exchange("tickets.events", type="topic"),
+                           routing_key="#", queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        full(conn.default_channel).declare()
+        try:
+            relay = _relay(config)
+            with pytest.raises(RuntimeError, match="refused"):
+                relay.run_once()
+            assert _unsent(config) == 2  # nothing marked: the rows wait for the next pass
+        finally:
+            full(conn.default_channel).delete()
+    assert relay.run_once() == 2
+    assert _unsent(config) == 0
+    ids = {e["payload"]["ticket"]["id"] for e in log.wait_for(4, timeout=1.0)}  # (the refused pass reached
+    assert ids == {t["id"] for t in made}                                        # this queue too: at least once)
+
+
 def test_two_relays_running_at_once_publish_each_event_once_in_commit_order(config, event_log):
     log = event_log("tickets")
     made = _create(config, 60)

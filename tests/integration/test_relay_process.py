@@ -157,6 +157,8 @@ def test_a_killed_child_is_started_again_and_takes_its_lease_over_at_once(config
         assert _until(lambda: relay.pid != first and relay._child.poll() is None, 15)
         events = log.wait_for(3, timeout=10)  # the new child renews its predecessor's lease and publishes them
         assert sorted(e["payload"]["ticket"]["id"] for e in events) == sorted(t["id"] for t in made)
+        events = log.wait_for(4, timeout=1.5)  # and once: nothing comes after them
+        assert len(events) == len({e["event_id"] for e in events}) == 3
         assert relay.starts == 2
     finally:
         relay.stop()

@@ -570,7 +570,8 @@ def test_a_category_id_that_is_not_a_number_names_the_field(tickets, rpc):
                         (lambda: rpc.tickets.move_category(actor=ADMIN, category_id=it["id"], parent_id="x"),
                          "parent_id"),
                         (lambda: rpc.tickets.set_category_active(actor=ADMIN, category_id=None, active=False),
-                         "category_id")):
+                         "category_id"),
+                        (lambda: rpc.tickets.list_categories(include_inactive="no"), "include_inactive")):
         with pytest.raises(ValidationFailed) as err:
             call()
         assert list(err.value.details) == [field]
