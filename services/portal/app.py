@@ -24,7 +24,7 @@ from helpdesk.common.errors import HTTP_STATUS, HelpdeskError, ValidationFailed
 from helpdesk.common.mail import MailSender
 from helpdesk.common.observability import new_correlation_id, set_correlation_id
 from helpdesk.common.outbox import OutboxWriter
-from helpdesk.portal import accounts, i18n
+from helpdesk.portal import accounts, i18n, messages
 from helpdesk.portal.accounts import NotAuthenticated, TooManyAttempts
 from helpdesk.portal.models import Account, outbox
 from helpdesk.portal.rpc import RpcPool, ServiceUnavailable
@@ -245,6 +245,7 @@ def create_app(cfg: Config, rpc: RpcPool | None = None, mail: MailSender | None 
             "role_label": lambda r: i18n.label(i18n.ROLE_LABELS, r, lang),
             "channel_label": lambda c: i18n.label(i18n.CHANNEL_LABELS, c, lang),
             "reason_label": lambda r: i18n.label(i18n.REASON_LABELS, r, lang),
+            "message": lambda m: messages.message(m, lang), "field_label": lambda f: messages.field(f, lang),
             "when": lambda v: i18n.format_time(v, cfg.timezone, lang),
             "minutes": i18n.format_minutes,
             "states": list(i18n.STATE_LABELS), "priorities": list(i18n.PRIORITY_LABELS),
