@@ -28,6 +28,8 @@ STAFF = frozenset({SOLVER, DISPATCHER, MANAGER, ADMIN, SYSTEM})
 CUSTOMER = frozenset({REQUESTER, ORG_MANAGER})
 
 _WORKERS = frozenset({SOLVER, DISPATCHER, ADMIN})
+# who raise tickets and change their fields (requesters only some): everyone but managers, who read
+WRITERS = _WORKERS | CUSTOMER | {SYSTEM}
 
 # The one table of allowed moves: (from, to) -> roles that may make the move.
 TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {

@@ -77,6 +77,7 @@ class TicketsService:
     @api
     def create_ticket(self, actor, data):
         who = actor_from(actor)
+        _require(who, domain.WRITERS, "raising a ticket")
         data = load(_IN[schemas.TicketCreate], data, "data")
         cfg = self.settings.config
         year = utcnow().astimezone(ZoneInfo(cfg.timezone)).year  # the year as the people using it count it
@@ -96,6 +97,7 @@ class TicketsService:
     @api
     def update_ticket(self, actor, ticket_id, version, changes):
         who = actor_from(actor)
+        _require(who, domain.WRITERS, "changing a ticket")
         changes = load(_IN[schemas.TicketUpdate], changes, "changes")
         return self._tx(handlers.update_ticket, self.outbox, who, _ticket_id(ticket_id),
                         whole_number(version, "version"), changes)

@@ -978,3 +978,17 @@ def test_assign_names_each_bad_argument(tickets, rpc):
         rpc.tickets.assign(actor=DISPATCHER, ticket_id=t["id"], solver={"id": "s"}, version="1", note={"x": 1})
     assert set(err.value.details) == {"solver", "version", "note"}
     assert get(rpc, t)["solver"] is None and get(rpc, t)["version"] == t["version"]
+
+
+def test_a_manager_reads_tickets_but_neither_raises_nor_changes_them(tickets, rpc):
+    manager = actor("manager")
+    t = new_ticket(rpc)
+    assert rpc.tickets.get_ticket(actor=manager, ticket_id=t["id"])["id"] == t["id"]
+    with pytest.raises(Forbidden) as err:
+        new_ticket(rpc, manager)
+    assert "raising a ticket" in err.value.message
+    with pytest.raises(Forbidden):
+        rpc.tickets.update_ticket(actor=manager, ticket_id=t["id"], version=t["version"], changes={"priority": "urgent"})
+    after = get(rpc, t)
+    assert (after["priority"], after["version"]) == (t["priority"], t["version"])
+    assert [row["id"] for row in rpc.tickets.list_tickets(actor=manager)["items"]] == [t["id"]]
