@@ -123,8 +123,10 @@ def create_admin(session: Session, outbox, email: str, name: str, password: str,
 
 # --- roles and organisations ---------------------------------------------------------
 
-def _validate_profile(session: Session, by_roles, name, roles, organisation_id, language, errors: dict) -> str | None:
-    """Checks shared by invite and update; returns the department name when the unit is a department."""
+def _validate_profile(session: Session, by_roles, name, roles, organisation_id, language, errors: dict,
+                      current_organisation: str | None = None) -> str | None:
+    """Checks shared by invite and update; returns the department name when the unit is a department. A
+    deactivated unit is refused, but for a person already in it (`current_organisation`): they stay."""
     if not (name or "").strip():
         errors["name"] = ["a name is needed"]
     bad = [r for r in roles if r not in ASSIGNABLE_ROLES]
@@ -139,7 +141,7 @@ def _validate_profile(session: Session, by_roles, name, roles, organisation_id, 
     department = None
     if organisation_id:
         org = session.get(Organisation, organisation_id)
-        if org is None or not org.active:
+        if org is None or not (org.active or organisation_id == current_organisation):
             errors["organisation_id"] = ["no such active organisation or department"]
         elif org.kind == "department":
             department = org.name
@@ -206,7 +208,8 @@ def update_account(session: Session, outbox, by: Account, account_id: str, *, na
         raise Forbidden("only an administrator changes an administrator")
     roles = list(dict.fromkeys(r for r in roles if r))
     errors: dict = {}
-    department = _validate_profile(session, roles_of(by), name, roles, organisation_id or None, language, errors)
+    department = _validate_profile(session, roles_of(by), name, roles, organisation_id or None, language, errors,
+                                   account.organisation_id)
     if errors:
         raise ValidationFailed.from_fields(errors)
     old = roles_of(account)
@@ -255,8 +258,10 @@ def create_organisation(session: Session, by: Account, name: str, kind: str = "o
         errors["name"] = ["a name is needed"]
     if kind not in ORG_KINDS:
         errors["kind"] = [f"one of {', '.join(ORG_KINDS)}"]
-    if organisation_id and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", organisation_id):
-        errors["id"] = ["letters, digits and _ . : - only, at most 64"]
+    if organisation_id and (not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", organisation_id) or organisation_id.isdigit()):
+        # (digits alone are HELIOS organisations' ids: erp_link.helios_id)
+        errors["id"] = ["letters, digits and _ . : - only, at most 64, not digits alone (those are HELIOS "
+                        "organisations)"]
     if errors:
         raise ValidationFailed.from_fields(errors)
     ident = organisation_id or f"org-{uuid.uuid4().hex[:10]}"

@@ -14,7 +14,7 @@ from flask import Blueprint, g, jsonify, render_template, request
 from marshmallow import ValidationError
 
 from helpdesk.common.errors import Forbidden, ValidationFailed
-from helpdesk.portal import accounts
+from helpdesk.portal import accounts, erp_link
 from helpdesk.portal import api_schemas as S
 from helpdesk.portal.accounts import NotAuthenticated
 from helpdesk.portal.app import portal
@@ -171,6 +171,11 @@ def list_tickets(args):
 def create_ticket(data):
     uploads = data.pop("attachments")
     _check_uploads(uploads)
+    # as the page: while the ERP bridge answers, only a contract of the account's organisation
+    data["contract"] = (data.get("contract") or "").strip() or None  # (as the form takes it)
+    if data["contract"] and not erp_link.contract_allowed(
+            erp_link.contracts_of(portal().rpc, g.account.organisation_id), data["contract"]):
+        raise ValidationFailed.from_fields({"contract": ["not an open contract of your organisation"]})
     data["channel"] = "api"
     # one RPC, one transaction: the ticket with every attachment, or nothing; it answers with the ticket's detail
     return rpc("create_ticket", actor=actor(),

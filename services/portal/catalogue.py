@@ -187,10 +187,6 @@ CS = {
     "Your request {number} ({subject}) waits for your answer. Reply here: {link}":
         "Váš požadavek {number} ({subject}) čeká na vaši odpověď. Odpovědět můžete zde: {link}",
     "Your request {number} is resolved": "Váš požadavek {number} je vyřešen",
-    "Your request {number} ({subject}) is resolved. Please confirm the resolution, reopen the request if it is "
-    "not solved, and rate the work here: {link}":
-        "Váš požadavek {number} ({subject}) je vyřešen. Potvrďte prosím vyřešení, případně jej znovu otevřete, "
-        "a ohodnoťte práci zde: {link}",
     # reports
     "1–3 days": "1–3 dny",
     "3–7 days": "3–7 dní",
@@ -347,7 +343,6 @@ CS = {
     "a requester account holds no staff role (give the person a second account)":
         "účet zadavatele nemá role pracovníků (založte osobě druhý účet)",
     "only an administrator grants the admin role": "roli administrátora uděluje jen administrátor",
-    "letters, digits and _ . : - only, at most 64": "jen písmena, číslice a _ . : -, nejvýše 64 znaků",
     "a requester cannot change this field": "zadavatel tento údaj měnit nemůže",
     "requesters write public replies only": "zadavatelé píší jen veřejné odpovědi",
     "requesters add public attachments only": "zadavatelé přidávají jen veřejné přílohy",
@@ -366,4 +361,57 @@ CS = {
     "Wait a few minutes, then try again.": "Počkejte několik minut a zkuste to znovu.",
     "Details:": "Podrobnosti:",
     "too many failed logins; try again in 15 minutes": "příliš mnoho neúspěšných přihlášení; zkuste to za 15 minut",
+    # organisation admin, the resolved mail's links, the history timeline
+    "A deactivated organisation or department is no longer offered when inviting people; its people keep signing in "
+    "and following their requests until their own accounts are deactivated.":
+        "Neaktivní organizace nebo oddělení se už nenabízí při zvaní lidí; jejich lidé se dál přihlašují a sledují "
+        "své požadavky, dokud nejsou deaktivovány jejich vlastní účty.",
+    "New organisation or department":
+        "Nová organizace nebo oddělení",
+    "Reactivate":
+        "Znovu aktivovat",
+    "Enter the name.":
+        "Zadejte název.",
+    "The name is longer than {max} characters.":
+        "Název je delší než {max} znaků.",
+    "An organisation or department named {name} exists already.":
+        "Organizace nebo oddělení s názvem {name} už existuje.",
+    "{name} is kept from HELIOS: change it there.":
+        "Organizace {name} se přebírá z HELIOS: změňte ji tam.",
+    "kept from HELIOS":
+        "přebíráno z HELIOS",
+    "Your request {number} ({subject}) is resolved.\n\nConfirm the resolution: {confirm}\nNot solved? Reopen the "
+    "request: {reopen}\nRate the work: {rate}\n\nEach link opens your request in the helpdesk; nothing is recorded "
+    "until you press the button there.":
+        "Váš požadavek {number} ({subject}) je vyřešen.\n\nPotvrdit vyřešení: {confirm}\nNení vyřešeno? Znovu "
+        "otevřít požadavek: {reopen}\nOhodnotit práci: {rate}\n\nKaždý odkaz otevře váš požadavek v helpdesku; nic "
+        "se nezaznamená, dokud tam nestisknete tlačítko.",
+    "This request no longer waits for your confirmation.":
+        "Tento požadavek už nečeká na vaše potvrzení.",
+    "Public reply":
+        "Veřejná odpověď",
+    "Attachment":
+        "Příloha",
+    "Rating":
+        "Hodnocení",
+    "claimed":
+        "převzal(a) si",
+    "internal":
+        "interní",
+    # contracts from the ERP bridge, forms that come back filled
+    "{name} is larger than {size} MB: choose a smaller file, and the other attachments again.":
+        "{name} je větší než {size} MB: zvolte menší soubor a znovu i ostatní přílohy.",
+    "Nothing was sent: the helpdesk does not answer right now. What you typed is kept; send it again soon.":
+        "Nic nebylo odesláno: helpdesk teď neodpovídá. Co jste napsali, zůstalo zachováno; odešlete to prosím za "
+        "chvíli znovu.",
+    "Choose the attachments again: the browser does not keep them.":
+        "Zvolte přílohy znovu: prohlížeč si je nepamatuje.",
+    "Choose a contract of the requester's organisation.":
+        "Zvolte zakázku organizace zadavatele.",
+    "The helpdesk did not answer in time, so this may have been sent. Look at your requests before you send it "
+    "again; what you typed is kept.":
+        "Helpdesk neodpověděl včas, takže odesláno být mohlo. Než to pošlete znovu, podívejte se do svých "
+        "požadavků; co jste napsali, zůstalo zachováno.",
+    "letters, digits and _ . : - only, at most 64, not digits alone (those are HELIOS organisations)":
+        "jen písmena, číslice a _ . : -, nejvýše 64 znaků, ne samé číslice (ty patří organizacím z HELIOS)",
 }

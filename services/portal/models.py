@@ -34,7 +34,10 @@ class Account(Base):
 
 
 class Organisation(Base):
-    """An organisation (external helpdesk) or a department (internal helpdesk) requesters belong to."""
+    """An organisation (external helpdesk) or a department (internal helpdesk) requesters belong to.
+
+    One from HELIOS has its `TabCisOrg.ID` as id ("4711") and is kept by the ERP bridge's events (erp_link.py).
+    """
 
     __tablename__ = "organisations"
 
@@ -43,6 +46,9 @@ class Organisation(Base):
     kind: Mapped[str] = mapped_column(String(20), doc="organisation or department")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    erp_changed_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True,
+        doc="HELIOS's change time of the state last taken from the ERP bridge (erp_link.py); null: made in the portal")
 
 
 class OneTimeToken(Base):

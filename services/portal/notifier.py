@@ -5,7 +5,10 @@ A nameko service of its own (`portal-notifier`), started beside the web server b
 `helpdesk run portal`. Each event is handled once (`@idempotent`); a mail that fails
 is retried by redelivery and dead-lettered past HELPDESK_EVENT_MAX_ATTEMPTS.
 Confirming, reopening and rating happen on the ticket's page after signing in (POST
-forms), so a mail scanner following a link records nothing.
+forms), so a mail scanner following a link records nothing: the resolved mail's confirm,
+reopen and rate links only open that page with the matching form focused (`?do=`, which
+survives the sign-in's `next`; no `#` anchor, since browsers skip autofocus on a page
+opened at one).
 """
 from __future__ import annotations
 
@@ -19,11 +22,17 @@ from helpdesk.portal.mail_intake.parsing import thread_ids
 from helpdesk.portal.models import Account, Base
 
 
+def ticket_link(base_url: str, ticket_id: int, action: str | None = None) -> str:
+    """The ticket's page; with `action` (confirm, reopen, rate) opened at that form, which records nothing
+    until the requester sends it."""
+    link = f"{base_url}/tickets/{ticket_id}"
+    return f"{link}?do={action}" if action else link
+
+
 def compose(event_type: str, payload: dict, language: str, base_url: str) -> tuple[str, str] | None:
     """Subject and text of the mail an event asks for, or None when the requester needs no mail."""
     ticket = payload["ticket"]
-    link = f"{base_url}/tickets/{ticket['id']}"
-    values = {"number": ticket["number"], "subject": ticket["subject"], "link": link}
+    values = {"number": ticket["number"], "subject": ticket["subject"], "link": ticket_link(base_url, ticket["id"])}
     if event_type == "comment_added":
         comment = payload["comment"]
         if not comment["public"] or not is_staff(comment["author"].get("roles", [])):
@@ -37,10 +46,14 @@ def compose(event_type: str, payload: dict, language: str, base_url: str) -> tup
                 translate("Your request {number} ({subject}) waits for your answer. Reply here: {link}",
                           language, **values))
     if event_type == "ticket_state_changed" and payload["to_state"] == "resolved":
+        links = {action: ticket_link(base_url, ticket["id"], action) for action in ("confirm", "reopen", "rate")}
         return (translate("Your request {number} is resolved", language, **values),
-                translate("Your request {number} ({subject}) is resolved. Please confirm the resolution, "
-                          "reopen the request if it is not solved, and rate the work here: {link}",
-                          language, **values))
+                translate("Your request {number} ({subject}) is resolved.\n\n"
+                          "Confirm the resolution: {confirm}\n"
+                          "Not solved? Reopen the request: {reopen}\n"
+                          "Rate the work: {rate}\n\n"
+                          "Each link opens your request in the helpdesk; nothing is recorded until you press the "
+                          "button there.", language, **values, **links))
     return None
 
 

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import time
 
+import eventlet
 from eventlet import GreenPile
 from eventlet.queue import LightQueue
 from kombu import Connection
@@ -28,6 +29,11 @@ class ServiceUnavailable(HelpdeskError):
     """A back-end service did not answer (not running, too slow, or the broker is down)."""
 
     code = "service_unavailable"
+
+
+class ServiceTimeout(ServiceUnavailable):
+    """A call whose answer did not come in time: the service may still have done it (a form must not say that
+    nothing was sent)."""
 
 
 class _Client:
@@ -80,18 +86,40 @@ class RpcPool:
             raise
 
     def call(self, service: str, method: str, **kwargs):
+        return self._call(service, method, None, kwargs)
+
+    def call_within(self, seconds: float, service: str, method: str, **kwargs):
+        """`call`, given up after `seconds` (ServiceUnavailable) instead of the pool's timeout: for look-ups a
+        page can do without (the ERP bridge's contracts), so a slow service never holds the page up."""
+        return self._call(service, method, seconds, kwargs)
+
+    def _call(self, service: str, method: str, seconds: float | None, kwargs: dict):
+        timer = eventlet.Timeout(seconds) if seconds is not None else None  # (the wait for a client counts too)
         try:
             client = self._take()
+        except eventlet.Timeout as fired:
+            if fired is not timer:
+                raise
+            raise ServiceUnavailable(f"no client was free for the {service} service within {seconds:g} s") from None
         except Exception as exc:
+            if timer is not None:
+                timer.cancel()
             raise ServiceUnavailable(f"the message bus does not answer ({type(exc).__name__})") from exc
         healthy = True
         try:
             client.proxy._worker_ctx.data["correlation_id"] = current_correlation_id()
             return getattr(getattr(client.cluster, service), method)(**kwargs)
+        except eventlet.Timeout as fired:
+            if fired is not timer:  # (a caller's own timeout, further out)
+                raise
+            healthy = False  # its reply may still come: it would confuse the next caller
+            raise ServiceUnavailable(f"the {service} service did not answer within {seconds:g} s") from None
         except HelpdeskError:
             raise
-        except (RpcTimeout, UnknownService) as exc:
-            healthy = not isinstance(exc, RpcTimeout)  # a late reply would confuse the next caller
+        except RpcTimeout as exc:
+            healthy = False  # a late reply would confuse the next caller
+            raise ServiceTimeout(f"the {service} service did not answer in time") from exc
+        except UnknownService as exc:
             raise ServiceUnavailable(f"the {service} service does not answer") from exc
         except (OSError, ConnectionError, IOError) as exc:
             healthy = False
@@ -101,6 +129,8 @@ class RpcPool:
             log.exception("rpc %s.%s failed", service, method)
             raise ServiceUnavailable(f"the {service} service failed") from exc
         finally:
+            if timer is not None:
+                timer.cancel()
             if healthy:
                 self._idle.put(client)
             else:

@@ -4,8 +4,8 @@
 service, so the relay that publishes `portal.account_changed` runs here as a green
 thread of the web process (woken after each commit that wrote an event); several
 portal replicas share the outbox's lease like every other service's relays do. The
-notifier (notifier.py) and the reports' feed (reports_feed.py) are small nameko services run by a
-runner of their own here.
+notifier (notifier.py), the reports' feed (reports_feed.py) and the organisations kept from the ERP
+bridge's events (erp_link.py) are small nameko services run by a runner of their own here.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from helpdesk.common import db
 from helpdesk.common.config import Config
 from helpdesk.common.observability import start_metrics_server
 from helpdesk.common.outbox import OutboxWriter, Relay
+from helpdesk.portal.erp_link import PortalErp
 from helpdesk.portal.models import outbox, outbox_lease
 from helpdesk.portal.notifier import PortalNotifier
 from helpdesk.portal.reports_feed import ReportsFeed
@@ -40,6 +41,7 @@ def start(cfg: Config, listen: tuple[str, int] | None = None):
     notifier = ServiceRunner(cfg.nameko())
     notifier.add_service(PortalNotifier)
     notifier.add_service(ReportsFeed)  # the reports' read model (reports_feed.py)
+    notifier.add_service(PortalErp)  # organisations from the ERP bridge (erp_link.py)
     notifier.start()
     sock = eventlet.listen(listen or ("0.0.0.0", cfg.portal_port))
     web_thread = eventlet.spawn(eventlet.wsgi.server, sock, app, log=logging.getLogger("helpdesk.portal.http"),

@@ -13,8 +13,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from helpdesk.common.schemas import digits_only
 from helpdesk.common.errors import Conflict, Forbidden, HelpdeskError, ValidationFailed
-from helpdesk.portal import accounts
+from helpdesk.portal import accounts, erp_link
 from helpdesk.portal.app import _, actor, is_staff, login_required, portal, roles, roles_required
+from helpdesk.portal.rpc import ServiceTimeout, ServiceUnavailable
 
 bp = Blueprint("tickets", __name__)
 
@@ -67,6 +68,14 @@ def category_names(tree: list) -> dict:
     return names
 
 
+class UploadTooLarge(RequestEntityTooLarge):
+    """A file of a form is over HELPDESK_ATTACHMENT_MAX_BYTES (413); forms name it beside the attachments."""
+
+    def __init__(self, filename: str):
+        super().__init__()
+        self.filename = filename
+
+
 def read_uploads(files) -> list[dict]:
     """Uploaded files as the tickets service takes them; refused here before anything is written."""
     cfg = portal().config
@@ -76,7 +85,7 @@ def read_uploads(files) -> list[dict]:
             continue
         data = f.read()
         if len(data) > cfg.attachment_max_bytes:
-            raise RequestEntityTooLarge()
+            raise UploadTooLarge(f.filename)
         ctype = (f.mimetype or "application/octet-stream").split(";")[0]
         if ctype not in cfg.attachment_types:
             errors.append(_("{name}: files of type {type} are not accepted", name=f.filename, type=ctype))
@@ -88,6 +97,37 @@ def read_uploads(files) -> list[dict]:
     if errors:
         raise ValidationFailed.from_fields({"attachments": errors})
     return out
+
+
+def too_large(exc: UploadTooLarge) -> dict:
+    """The attachments field's message for a file over the limit."""
+    size = f"{portal().config.attachment_max_bytes / 1_000_000:.3g}"
+    text = _("{name} is larger than {size} MB: choose a smaller file, and the other attachments again.",
+             name=exc.filename, size=size)
+    return {"attachments": [text]}
+
+
+def form_uploads() -> tuple[list[dict], dict, int]:
+    """The form's attachments, or what is wrong with them by field and the status to answer with (400, or 413 for
+    a file over the limit), so the form can come back filled instead of an error page."""
+    try:
+        return read_uploads(request.files.getlist("attachments")), {}, 200
+    except ValidationFailed as exc:
+        return [], exc.details, 400
+    except UploadTooLarge as exc:
+        return [], too_large(exc), 413
+
+
+def not_answering(exc: Exception | None = None) -> str:
+    """What a form says above what the user typed when a back-end service did not answer (503); after a timeout
+    the service may still have done it, so it says to look before sending again."""
+    if isinstance(exc, ServiceTimeout):
+        text = _("The helpdesk did not answer in time, so this may have been sent. Look at your requests before you send it again; what you typed is kept.")  # noqa: E501 (one literal: tests/portal/test_texts.py finds it)
+    else:
+        text = _("Nothing was sent: the helpdesk does not answer right now. What you typed is kept; send it again soon.")
+    if any(f and f.filename for f in request.files.getlist("attachments")):
+        text += " " + _("Choose the attachments again: the browser does not keep them.")
+    return text
 
 
 def list_query(args, allowed=("state", "priority", "category_id", "text", "cursor", "solver_id",
@@ -183,47 +223,75 @@ def console():
                            names=category_names(tree), solvers=solvers, orgs=orgs, sla=sla)
 
 
+def phone_requesters(session) -> list[dict]:
+    """Whom a phone request can be logged for: active requesters and organisation managers who have set a
+    password (an invitation never accepted is nobody to answer yet)."""
+    return [a for a in accounts.list_accounts(session) if a["active"] and not a["invited"]
+            and set(a["roles"]) & set(accounts.CUSTOMER_ROLES)]
+
+
+def _request_data(form, person: dict | None, staff: bool, contracts: list[dict] | None) -> tuple[dict, dict]:
+    """The new request's data from the form, and the reasons by field the portal itself refuses it."""
+    data = {"subject": form.get("subject", "").strip(), "description": form.get("description", "").strip(),
+            "priority": form.get("priority") or "normal", "channel": "portal"}
+    errors = {}
+    if digits_only(form.get("category_id", "")):
+        data["category_id"] = int(form["category_id"])
+    if form.get("contract", "").strip():
+        data["contract"] = form["contract"].strip()
+    if not erp_link.contract_allowed(contracts, data.get("contract")):
+        errors["contract"] = [_("Choose a contract of the requester's organisation.")]
+    if staff:
+        # a phone request logged on behalf of a requester
+        if person is None:
+            errors["requester_id"] = [_("Choose the requester.")]
+        else:
+            data.update(channel="phone", organisation_id=person["organisation_id"],
+                        requester={"id": person["id"], "name": person["name"], "email": person["email"]})
+    return data, errors
+
+
 @bp.route("/tickets/new", methods=["GET", "POST"])
 @login_required
 def new_request():
+    """The new request (staff: a phone request for someone); whatever goes wrong, the form comes back filled."""
     staff = is_staff()
     if staff and not roles() & set(WORKERS):
         abort(404)  # managers read; they do not raise tickets for others
-    tree = rpc("list_categories")
     with portal().transaction() as s:
-        requesters = accounts.list_accounts(s, role="requester") if staff else []
+        requesters = phone_requesters(s) if staff else []
     form = request.form if request.method == "POST" else {}
-    errors = {}
-    if request.method == "POST":
-        data = {"subject": form.get("subject", "").strip(), "description": form.get("description", "").strip(),
-                "priority": form.get("priority") or "normal", "channel": "portal"}
-        if digits_only(form.get("category_id", "")):
-            data["category_id"] = int(form["category_id"])
-        if form.get("contract", "").strip():
-            data["contract"] = form["contract"].strip()
-        if staff:
-            # a phone request logged on behalf of a requester
-            person = next((r for r in requesters if r["id"] == form.get("requester_id")), None)
-            if person is None:
-                errors["requester_id"] = [_("Choose the requester.")]
-            else:
-                data.update(channel="phone", organisation_id=person["organisation_id"],
-                            requester={"id": person["id"], "name": person["name"], "email": person["email"]})
-        try:
-            uploads = read_uploads(request.files.getlist("attachments"))
-            if errors:
-                raise ValidationFailed.from_fields(errors)
-            ticket = rpc("create_ticket", actor=actor(), data={**data, "attachments": uploads})
-        except ValidationFailed as exc:
-            errors = {**errors, **exc.details}
+    person = next((r for r in requesters if r["id"] == form.get("requester_id")), None)
+    # the contracts of the requester's organisation: a staff member's phone request has one once chosen
+    organisation_id = (person or {}).get("organisation_id") if staff else g.account.organisation_id
+    contracts = erp_link.contracts_of(portal().rpc, organisation_id)
+    errors, problem, status = {}, None, 200
+    try:
+        tree = rpc("list_categories")
+    except ServiceUnavailable:  # the tickets service is away: keep the form (and what was typed) all the same
+        tree, problem, status = [], not_answering(), 503
+    if request.method == "POST" and problem is None:
+        data, errors = _request_data(form, person, staff, contracts)
+        uploads, upload_errors, status = form_uploads()
+        errors.update(upload_errors)
+        if errors:
+            status = max(status, 400)  # a file over the limit answers 413, other bad input 400
         else:
-            flash(_("Request {number} was created.", number=ticket["number"]))
-            return redirect(url_for("tickets.detail", ticket_id=ticket["id"]))
-    return render_template("new_request.html", form=form, errors=errors, categories=category_options(tree),
-                           requesters=requesters, staff=staff), (400 if errors else 200)
+            try:
+                ticket = rpc("create_ticket", actor=actor(), data={**data, "attachments": uploads})
+            except ValidationFailed as exc:
+                errors, status = exc.details, 400
+            except ServiceUnavailable as exc:
+                problem, status = not_answering(exc), 503
+            else:
+                flash(_("Request {number} was created.", number=ticket["number"]))
+                return redirect(url_for("tickets.detail", ticket_id=ticket["id"]))
+    return render_template("new_request.html", form=form, errors=errors, problem=problem,
+                           categories=category_options(tree), requesters=requesters, staff=staff,
+                           contracts=contracts), status
 
 
-def _detail(ticket_id: int, errors: dict | None = None, form=None, status: int = 200):
+def _detail(ticket_id: int, errors: dict | None = None, form=None, status: int = 200, problem: str | None = None):
     ticket = rpc("get_ticket", actor=actor(), ticket_id=ticket_id)
     staff = is_staff()
     tree = rpc("list_categories", include_inactive=True)
@@ -235,7 +303,7 @@ def _detail(ticket_id: int, errors: dict | None = None, form=None, status: int =
     clocks = (sla_of([ticket_id]).get(ticket_id) or {}).get("clocks", []) if staff else []
     return render_template("ticket.html", t=ticket, staff=staff, history=history, solvers=solvers, clocks=clocks,
                            names=category_names(tree), categories=category_options(tree),
-                           errors=errors or {}, form=form or {}), status
+                           errors=errors or {}, form=form or {}, problem=problem), status
 
 
 @bp.get("/tickets/<int:ticket_id>")
@@ -245,13 +313,20 @@ def detail(ticket_id):
 
 
 def _act(ticket_id: int, call, done: str):
-    """Run one change; on bad input or a stale page show the detail again with the message and the form."""
+    """Run one change; on bad input, a file over the limit, a stale page or a service that did not answer show
+    the detail again with the message and the form (the generic 503 page only when the ticket cannot be read)."""
     try:
         call()
     except (ValidationFailed, Conflict, Forbidden) as exc:
         details = exc.details if isinstance(exc, ValidationFailed) else {"_": [exc.message]}
         return _detail(ticket_id, details, request.form, 400 if isinstance(exc, ValidationFailed) else
                        (409 if isinstance(exc, Conflict) else 403))
+    except UploadTooLarge as exc:
+        return _detail(ticket_id, too_large(exc), request.form, 413)
+    except ServiceUnavailable as exc:
+        if not portal().rpc.serving("tickets"):
+            raise  # the page itself cannot be read: the 503 page, and the browser's Back keeps the form
+        return _detail(ticket_id, None, request.form, 503, problem=not_answering(exc))
     flash(done)
     return redirect(url_for("tickets.detail", ticket_id=ticket_id))
 
@@ -267,7 +342,7 @@ def _version() -> int:
 @login_required
 def reply(ticket_id):
     def call():
-        uploads = read_uploads(request.files.getlist("attachments"))
+        uploads = read_uploads(request.files.getlist("attachments"))  # UploadTooLarge: _act words it
         public = not (is_staff() and request.form.get("internal"))
         rpc("add_comment", actor=actor(), ticket_id=ticket_id, body=request.form.get("body", "").strip(),
             public=public, attachments=uploads)

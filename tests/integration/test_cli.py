@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import argon2
+import pytest
+
 from support import free_port
 
 HELPDESK = str(Path(sys.executable).with_name("helpdesk"))
@@ -79,6 +82,12 @@ def test_create_admin_stores_a_hashed_password_and_an_account_changed_event(tmp_
     email, password_hash, roles = conn.execute("select email, password_hash, roles from accounts").fetchone()
     assert (email, roles) == ("alena@firma.cz", "admin")
     assert "správné" not in password_hash and verify_password(password_hash, "správné-heslo-2026")
+    # argon2id, as argon2-cffi itself reads the hash, and a wrong password is refused
+    assert argon2.extract_parameters(password_hash).type is argon2.Type.ID
+    argon2.PasswordHasher().verify(password_hash, "správné-heslo-2026")
+    with pytest.raises(argon2.exceptions.VerifyMismatchError):
+        argon2.PasswordHasher().verify(password_hash, "správné-heslo-2027")
+    assert not verify_password(password_hash, "správné-heslo-2027")
     (body,) = conn.execute("select body from outbox where event_type = 'account_changed'").fetchone()
     assert json.loads(body)["payload"]["email"] == "alena@firma.cz"
 

@@ -227,3 +227,17 @@ def actor(person: dict) -> dict:
 
 def all_tickets(rpc, people) -> list[dict]:
     return rpc.tickets.list_tickets(actor=actor(people["admin"]), query={"limit": 500})["items"]
+
+
+@contextlib.contextmanager
+def tickets_database_of(request, folder):
+    """A migrated tickets database for a fixture of a wider scope parametrized by database (`request.param`):
+    on PostgreSQL a clone of the session's migrated template, on SQLite a file in `folder` migrated now."""
+    from helpdesk.cli import SERVICES, _migrations_path
+    from helpdesk.common import db
+
+    template = request.getfixturevalue("pg_template") if request.param == "postgresql" else None
+    with _new_database(request.param, folder, template) as url:
+        if template is None:
+            db.migrate(url, _migrations_path(SERVICES["tickets"][1]))
+        yield url

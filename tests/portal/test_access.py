@@ -62,26 +62,55 @@ def test_manager_cannot_grant_admin_and_requester_cannot_invite(client_for, peop
     assert _invite(client_for("solver")).status_code == 404
 
 
-def test_staff_invitation_emits_account_changed_requester_invitation_does_not(app, client_for, portal_config,
-                                                                              event_log):
+def _account_changes_relayed(portal_config, log, count: int) -> list[dict]:
+    """The portal outbox's events, published once by a relay as the portal's process does; the
+    account_changed ones `log` then receives (it must have been listening before)."""
     from helpdesk.common import db
     from helpdesk.common.outbox import Relay
     from helpdesk.portal.models import outbox, outbox_lease
 
+    relay = Relay(db.session_factory(portal_config.database_url("portal")), outbox, outbox_lease,
+                  portal_config.amqp_uri, portal_config.nameko(), "portal")
+    try:
+        assert relay.run_once() == count
+    finally:
+        relay.publisher.close()
+    return [e["payload"] for e in log.wait_for(count, type_="account_changed")]
+
+
+def test_staff_invitation_emits_account_changed_requester_invitation_does_not(app, client_for, portal_config,
+                                                                              event_log):
     log = event_log("portal")
     admin = client_for("admin")
     _invite(admin, email="resitel@example.cz", roles=("solver", "dispatcher"), org="")
     _invite(admin, email="zakaznik@example.cz")
-    relay = Relay(db.session_factory(portal_config.database_url("portal")), outbox, outbox_lease,
-                  portal_config.amqp_uri, portal_config.nameko(), "portal")
-    try:
-        assert relay.run_once() == 1
-    finally:
-        relay.publisher.close()
-    events = log.wait_for(1, type_="account_changed")
-    assert [e["payload"]["email"] for e in events] == ["resitel@example.cz"]
-    assert sorted(events[0]["payload"]["roles"]) == ["dispatcher", "solver"]
-    assert events[0]["payload"]["active"] is True
+    changes = _account_changes_relayed(portal_config, log, 1)
+    assert [c["email"] for c in changes] == ["resitel@example.cz"]
+    assert sorted(changes[0]["roles"]) == ["dispatcher", "solver"]
+    assert changes[0]["active"] is True
+
+
+def test_deactivating_a_staff_account_announces_it_inactive(app, client_for, people, portal_config, event_log):
+    log = event_log("portal")
+    solver = people["solver"]
+    assert post(client_for("admin"), f"/admin/users/{solver['id']}", {"action": "deactivate"}).status_code == 302
+    [change] = _account_changes_relayed(portal_config, log, 1)
+    assert (change["account_id"], change["email"], change["roles"]) == (solver["id"], solver["email"], ["solver"])
+    assert change["active"] is False
+
+
+def test_taking_staff_roles_away_announces_the_roles_left_even_when_none_is_staff(app, client_for, people,
+                                                                                  portal_config, event_log):
+    log = event_log("portal")
+    admin = client_for("admin")
+    for name, roles, org in (("dispatcher", ["solver"], ""), ("solver", ["requester"], "org-1")):
+        response = post(admin, f"/admin/users/{people[name]['id']}", {
+            "name": people[name]["name"], "roles": roles, "organisation_id": org, "language": "cs"})
+        assert response.status_code == 302, response.get_data(as_text=True)
+    changes = {c["account_id"]: c for c in _account_changes_relayed(portal_config, log, 2)}
+    assert changes[people["dispatcher"]["id"]]["roles"] == ["solver"]
+    assert changes[people["solver"]["id"]]["roles"] == ["requester"]
+    assert all(c["active"] is True for c in changes.values())
 
 
 def test_wrong_password_is_refused_and_the_account_is_limited(app, people):
@@ -219,6 +248,25 @@ def test_pages_are_czech_by_default_and_english_on_request(app, client_for, peop
     assert "Moje požadavky" in client.get("/tickets").get_data(as_text=True)
     post(client, "/language", {"lang": "en", "next": "/tickets"})
     assert "My requests" in client.get("/tickets").get_data(as_text=True)
+
+
+def _logins_counted(client) -> dict:
+    """helpdesk_portal_logins_total by outcome, as /metrics says (an outcome not seen yet: 0)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "helpdesk_portal_logins")
+    counted = {s.labels["outcome"]: s.value for s in family.samples if s.name == "helpdesk_portal_logins_total"}
+    return {outcome: counted.get(outcome, 0) for outcome in ("ok", "failed", "limited")}
+
+
+def test_a_failed_and_a_good_login_each_move_their_counter_by_one(app, people):
+    client = app.test_client()
+    before = _logins_counted(client)
+    assert login(client, people["requester"]["email"], "wrong password!").status_code == 401
+    assert login(client, people["requester"]["email"]).status_code == 302
+    after = _logins_counted(client)
+    assert {k: after[k] - before[k] for k in after} == {"ok": 1, "failed": 1, "limited": 0}
 
 
 def test_health_ready_and_metrics(app):

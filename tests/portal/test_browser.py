@@ -1,8 +1,12 @@
 """The portal in real headless Chromium (Debian's chromium and chromedriver, driven by Selenium) against the real
-portal server, TicketsService, RabbitMQ and PostgreSQL: one request's whole life, a screenshot per step."""
+portal server, TicketsService, RabbitMQ and PostgreSQL: one request's whole life, a screenshot per step, kept
+in the test run's output: $HELPDESK_TEST_OUTPUT/screenshots/<test>/ (default <repo>/test-output/)."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +33,7 @@ def _replaced(element):
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 NEW_PASSWORD = "nové heslo pro prohlížeč"
@@ -40,13 +45,28 @@ def portal_server(tickets, portal_config):
     from helpdesk.portal.server import start
 
     from conftest import _delete_queues, event_queues
+    from helpdesk.portal.erp_link import PortalErp
     from helpdesk.portal.notifier import PortalNotifier
     from helpdesk.portal.reports_feed import ReportsFeed
 
     stop = start(portal_config, listen=("127.0.0.1", 0))
     yield f"http://127.0.0.1:{stop.port}"
     stop()
-    _delete_queues(portal_config.amqp_uri, event_queues(PortalNotifier, ReportsFeed))
+    _delete_queues(portal_config.amqp_uri, event_queues(PortalNotifier, ReportsFeed, PortalErp))
+
+
+@pytest.fixture
+def screenshots(request, capsys) -> Path:
+    """This test's folder of the run's output, emptied so it holds this run's shots only; its path is printed
+    (also when output is captured) and stored as the test's `screenshots` property (JUnit XML)."""
+    base = Path(os.environ.get("HELPDESK_TEST_OUTPUT") or ROOT / "test-output")
+    folder = base / "screenshots" / re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with capsys.disabled():
+        print(f"\nscreenshots: {folder}")
+    request.node.user_properties.append(("screenshots", str(folder)))
+    return folder
 
 
 @pytest.fixture
@@ -66,6 +86,25 @@ def browser():
     driver.implicitly_wait(5)
     yield driver
     driver.quit()
+
+
+def _resolved_mail_link(cfg, to: str, action: str, timeout: float = 15.0) -> str:
+    """The path (with query) of the `action` link in the resolved mail to `to`, once the mail worker
+    has sent it."""
+    import email
+    import time
+    from email import policy
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for text in mails(cfg):
+            msg = email.message_from_string(text, policy=policy.default)
+            body = msg.get_body(("plain",)).get_content()
+            found = re.search(r"http://portal\.test(/tickets/\d+\?do=" + action + r")\s", body)
+            if msg["To"] == to and found:
+                return found.group(1)
+        time.sleep(0.2)
+    raise AssertionError(f"no resolved mail to {to} within {timeout} s")
 
 
 class Journey:
@@ -123,11 +162,8 @@ class Journey:
 @pytest.mark.postgresql  # one journey is enough: on PostgreSQL, as in production
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_invited_requester_raises_a_request_that_is_solved_confirmed_rated_and_closed(
-        portal_server, browser, people, portal_config, rpc, tmp_path, tmp_path_factory, request):
-    folder = tmp_path / "screenshots"
-    print(f"\nscreenshots: {folder}")
-    request.node.user_properties.append(("screenshots", str(folder)))
-    b = Journey(browser, portal_server, folder)
+        portal_server, browser, people, portal_config, rpc, tmp_path, screenshots):
+    b = Journey(browser, portal_server, screenshots)
     attachment = tmp_path / "chyba-tiskarny.txt"
     attachment.write_text("E05: došel toner\n", encoding="utf-8")
 
@@ -192,9 +228,13 @@ def test_invited_requester_raises_a_request_that_is_solved_confirmed_rated_and_c
     assert browser.find_element("id", "state").text == "Vyřešeno"
     b.shot("resolved")
 
-    # the requester sees the reply, rates the solution and confirms it: the ticket is closed
+    # the requester follows the resolved mail's rate link, sees the reply, rates the solution and confirms it:
+    # the ticket is closed
+    rate_link = _resolved_mail_link(portal_config, "nova.zakaznice@example.cz", "rate")
+    assert rate_link.startswith(ticket_path + "?")
     b.sign_in("nova.zakaznice@example.cz", NEW_PASSWORD)
-    b.open(ticket_path)
+    b.open(rate_link)
+    assert browser.switch_to.active_element.get_attribute("name") == "score"  # the link opens the rating form
     assert "Toner jsme vyměnili, tiskárna znovu tiskne." in b.text()
     b.shot("requester-sees-reply")
     b.driver.find_element("css selector", "input[name=score][value='5']").click()
@@ -213,4 +253,4 @@ def test_invited_requester_raises_a_request_that_is_solved_confirmed_rated_and_c
         ("closed", "resolved", people["solver"]["id"])
     assert ticket["rating"]["score"] == 5 and ticket["requester"]["email"] == "nova.zakaznice@example.cz"
     assert [a["filename"] for a in ticket["attachments"]] == ["chyba-tiskarny.txt"]
-    assert len(list(folder.glob("*.png"))) == b.shots == 12
+    assert len(list(screenshots.glob("*.png"))) == b.shots == 12
