@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -115,6 +116,14 @@ def language() -> str:
         return chosen
     best = request.accept_languages.best_match(i18n.LANGUAGES) if request else None
     return best or portal().config.language
+
+
+def _score_of(rating) -> str:
+    """The score of a rating as the ticket's history keeps it (the JSON text of `{"score": …, "comment": …}`)."""
+    try:
+        return str(json.loads(rating)["score"])
+    except (TypeError, ValueError, KeyError):
+        return str(rating)
 
 
 def _(text: str, **values) -> str:
@@ -246,6 +255,7 @@ def create_app(cfg: Config, rpc: RpcPool | None = None, mail: MailSender | None 
             "channel_label": lambda c: i18n.label(i18n.CHANNEL_LABELS, c, lang),
             "reason_label": lambda r: i18n.label(i18n.REASON_LABELS, r, lang),
             "message": lambda m: messages.message(m, lang), "field_label": lambda f: messages.field(f, lang),
+            "score_of": _score_of,
             "when": lambda v: i18n.format_time(v, cfg.timezone, lang),
             "minutes": i18n.format_minutes,
             "states": list(i18n.STATE_LABELS), "priorities": list(i18n.PRIORITY_LABELS),
