@@ -170,7 +170,7 @@ def my_requests():
         page = rpc("list_tickets", actor=actor(), query=query)
     except ValidationFailed as exc:  # a hand-made URL: show the empty list with the reason
         page, errors = {"items": [], "next_cursor": None}, exc.details
-    tree = rpc("list_categories")
+    tree = rpc("list_categories", include_inactive=True)  # (a deactivated category stays on old tickets)
     return render_template("my_requests.html", page=page, scope=scope, args=request.args, errors=errors,
                            categories=category_options(tree, active_only=False), names=category_names(tree))
 
@@ -301,9 +301,13 @@ def _detail(ticket_id: int, errors: dict | None = None, form=None, status: int =
         with portal().transaction() as s:
             solvers = [a for a in accounts.list_accounts(s, role="solver") if a["active"] and not a["invited"]]
     clocks = (sla_of([ticket_id]).get(ticket_id) or {}).get("clocks", []) if staff else []
+    names, categories = category_names(tree), category_options(tree)
+    if ticket.get("category_id") in names and ticket["category_id"] not in dict(categories):
+        # a deactivated category stays on the ticket: the edit form offers it, or saving would clear it
+        categories.append((ticket["category_id"], f'{names[ticket["category_id"]]} ({_("inactive")})'))
     return render_template("ticket.html", t=ticket, staff=staff, history=history, solvers=solvers, clocks=clocks,
-                           names=category_names(tree), categories=category_options(tree),
-                           errors=errors or {}, form=form or {}, problem=problem), status
+                           names=names, categories=categories, errors=errors or {}, form=form or {},
+                           problem=problem), status
 
 
 @bp.get("/tickets/<int:ticket_id>")

@@ -4,7 +4,9 @@ tickets and assignment services over real RabbitMQ and a real database (SQLite a
 The routes come from the app's `url_map`, so a new route fails the matrix until the table below says who may
 use it. A denied role sends a request that would change something if it got through (close the ticket, assign
 it, rate it, deactivate an account, ...), and the test checks that nothing changed; an allowed role sends the
-form or JSON body empty (nothing changes; 400 for the missing fields counts as allowed). The services start
+form or JSON body empty (nothing changes; 400 for the missing fields counts as allowed). A GET changes nothing
+for any role, allowed or not: it is checked around every role's request, with the queries of the links mails
+send (`?do=confirm` on the resolved ticket's page: a mail scanner follows links). The services start
 once per module and database: one request per cell, each from a new test client carrying the role's session
 cookie (or, under /api, its personal token).
 """
@@ -143,6 +145,9 @@ ATTEMPTS = {
     "api.rate": lambda s, t: {"score": 1, "comment": "Vetřelec"},
     "api.assign": lambda s, t: {"solver_id": s.other_solver_than(t), "version": s.version(t)},
 }
+# What a GET also asks, by endpoint: each query is one more request per role, and records nothing (the resolved
+# mail's links, notifier.ticket_link).
+GET_QUERIES = {"tickets.detail": ({}, {"do": "confirm"}, {"do": "reopen"}, {"do": "rate"})}
 # An allowed role's body where an empty one would not show the route works.
 ALLOWED_BODIES = {"auth.login": lambda s: {"email": s.people["colleague"]["email"], "password": PASSWORD}}
 
@@ -233,9 +238,10 @@ class Stack:
         claim takes the ticket, a rejection decides the mail, a deletion removes the rule), the route gets one
         of its own, so the denied roles' attempts are tried on something they could change."""
         fresh = rule.endpoint in ("tickets.claim", "api.claim", "quarantine.reject", "assignment.delete_rule")
+        on_resolved = ("tickets.rate", "api.rate", "tickets.detail")  # the page: where the resolved mail links to
         values = {
             "ticket_id": lambda: (self.new_ticket() if fresh else
-                                  self.resolved if rule.endpoint in ("tickets.rate", "api.rate") else self.ticket),
+                                  self.resolved if rule.endpoint in on_resolved else self.ticket),
             "attachment_id": lambda: self.attachment,
             "account_id": lambda: self.people["solver"]["id"],
             "secret": lambda: self.invite if rule.endpoint == "auth.accept_invite" else self.reset,
@@ -326,27 +332,32 @@ def _rows() -> list:
 
 
 @pytest.mark.parametrize("method,route", _rows())
-def test_route_answers_each_role_as_the_table_says_and_denied_requests_change_nothing(stack, method, route):
+def test_route_answers_each_role_as_the_table_says_and_denials_and_gets_change_nothing(stack, method, route):
     rule = next((rule for m, r, rule in routes(stack.app) if (m, r) == (method, route)), None)
     assert rule is not None, f"the portal serves no {method} {route}"
     arguments = stack.arguments(rule)
-    path = stack.app.url_map.bind("localhost").build(rule.endpoint, arguments, method=method)
+    urls = stack.app.url_map.bind("localhost")
+    queries = GET_QUERIES.get(rule.endpoint, ({},)) if method == "GET" else ({},)
+    paths = [urls.build(rule.endpoint, {**arguments, **query}, method=method) for query in queries]
     expected = dict(zip(ROLES, MATRIX[method, route]))
     denied = [role for role in ROLES if expected[role] != OK]
-    before = stack.state() if method != "GET" and denied else None
+    watched = set(ROLES) if method == "GET" else set(denied)  # whose requests must change nothing
+    before = stack.state() if watched else None
     wrong = []
     for role in denied + [role for role in ROLES if role not in denied]:  # the denied ones first
-        if role in denied:
-            body = ATTEMPTS.get(rule.endpoint, lambda s, t: {})(stack, arguments.get("ticket_id"))
-        else:
-            body = ALLOWED_BODIES.get(rule.endpoint, lambda s: {})(stack)
-        got = answer_class(stack.request(role, method, path, body))
-        if got != expected[role]:
-            wrong.append(f"{method} {path} as {role}: expected {expected[role]}, got {got}")
-        if before is not None and role in denied:
-            after = stack.state()
-            changed = sorted(k for k in after if after[k] != before[k])
-            if changed:
-                wrong.append(f"{method} {path} as {role}, who is denied, changed {', '.join(changed)}")
-            before = after
+        for path in paths:
+            if role in denied:
+                body = ATTEMPTS.get(rule.endpoint, lambda s, t: {})(stack, arguments.get("ticket_id"))
+            else:
+                body = ALLOWED_BODIES.get(rule.endpoint, lambda s: {})(stack)
+            got = answer_class(stack.request(role, method, path, body))
+            if got != expected[role]:
+                wrong.append(f"{method} {path} as {role}: expected {expected[role]}, got {got}")
+            if role in watched:
+                after = stack.state()
+                changed = sorted(k for k in after if after[k] != before[k])
+                if changed:
+                    who = f"{role}, who is denied," if role in denied else role
+                    wrong.append(f"{method} {path} as {who} changed {', '.join(changed)}")
+                before = after
     assert not wrong, "\n".join(wrong)
