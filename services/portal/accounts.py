@@ -23,6 +23,7 @@ from helpdesk.common.errors import Conflict, Forbidden, HelpdeskError, NotFound,
 from helpdesk.common.events import utcnow
 from helpdesk.common.vocabulary import (ADMIN, DISPATCHER, MANAGER, ORG_MANAGER, REQUESTER, SOLVER,
                                         SYSTEM_ACTOR)
+from helpdesk.portal import erp_link
 from helpdesk.portal.models import Account, ApiToken, LoginFailure, OneTimeToken, Organisation
 
 MIN_PASSWORD = 12
@@ -258,8 +259,8 @@ def create_organisation(session: Session, by: Account, name: str, kind: str = "o
         errors["name"] = ["a name is needed"]
     if kind not in ORG_KINDS:
         errors["kind"] = [f"one of {', '.join(ORG_KINDS)}"]
-    if organisation_id and (not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", organisation_id) or organisation_id.isdigit()):
-        # (digits alone are HELIOS organisations' ids: erp_link.helios_id)
+    if organisation_id and (not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", organisation_id)
+                            or erp_link.helios_id(organisation_id) is not None):  # (a HELIOS organisation's id)
         errors["id"] = ["letters, digits and _ . : - only, at most 64, not digits alone (those are HELIOS "
                         "organisations)"]
     if errors:

@@ -177,7 +177,8 @@ def create_ticket(data):
             erp_link.contracts_of(portal().rpc, g.account.organisation_id), data["contract"]):
         raise ValidationFailed.from_fields({"contract": ["not an open contract of your organisation"]})
     data["channel"] = "api"
-    # one RPC, one transaction: the ticket with every attachment, or nothing; it answers with the ticket's detail
+    # one RPC to the tickets service (and one to the ERP bridge first, only for a contract of a HELIOS
+    # organisation), one transaction: the ticket with every attachment, or nothing; it answers with the detail
     return rpc("create_ticket", actor=actor(),
                data={**{k: v for k, v in data.items() if v is not None}, "attachments": uploads})
 

@@ -414,4 +414,8 @@ CS = {
         "požadavků; co jste napsali, zůstalo zachováno.",
     "letters, digits and _ . : - only, at most 64, not digits alone (those are HELIOS organisations)":
         "jen písmena, číslice a _ . : -, nejvýše 64 znaků, ne samé číslice (ty patří organizacím z HELIOS)",
+    "Text": "Text",
+    "Link": "Odkaz",
+    "Parent category": "Nadřazená kategorie",
+    "Version": "Verze",
 }

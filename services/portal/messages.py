@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from helpdesk.portal.catalogue import CS
+from helpdesk.portal.i18n import translate
 
 # marshmallow's own messages with values, and the services' (English regular expression, Czech text: {0}… are
 # the groups)
@@ -35,32 +36,15 @@ _FORMS = [(re.compile(pattern), czech) for pattern, czech in (
     (r"ticket (\S+) is closed and cannot change", "požadavek {0} je uzavřený a nelze jej měnit"),
 )]
 
+# a field's English label (the catalogue gives the Czech one), for form fields, service fields and history
 FIELD_LABELS = {
-    "subject": {"cs": "Předmět", "en": "Subject"},
-    "description": {"cs": "Popis", "en": "Description"},
-    "category_id": {"cs": "Kategorie", "en": "Category"},
-    "priority": {"cs": "Priorita", "en": "Priority"},
-    "contract": {"cs": "Zakázka", "en": "Contract"},
-    "attachments": {"cs": "Přílohy", "en": "Attachments"},
-    "body": {"cs": "Text", "en": "Text"},
-    "score": {"cs": "Hodnocení", "en": "Rating"},
-    "comment": {"cs": "Komentář", "en": "Comment"},
-    "email": {"cs": "E-mail", "en": "E-mail"},
-    "name": {"cs": "Jméno", "en": "Name"},
-    "password": {"cs": "Heslo", "en": "Password"},
-    "roles": {"cs": "Role", "en": "Roles"},
-    "language": {"cs": "Jazyk", "en": "Language"},
-    "organisation_id": {"cs": "Organizace", "en": "Organisation"},
-    "requester_id": {"cs": "Zadavatel", "en": "Requester"},
-    "solver_id": {"cs": "Řešitel", "en": "Solver"},
-    "kind": {"cs": "Druh", "en": "Kind"},
-    "id": {"cs": "Identifikátor", "en": "Identifier"},
-    "token": {"cs": "Odkaz", "en": "Link"},
-    "state": {"cs": "Stav", "en": "State"},
-    "reason": {"cs": "Důvod", "en": "Reason"},
-    "note": {"cs": "Poznámka", "en": "Note"},
-    "parent_id": {"cs": "Nadřazená kategorie", "en": "Parent category"},
-    "version": {"cs": "Verze", "en": "Version"},
+    "subject": "Subject", "description": "Description", "category_id": "Category", "priority": "Priority",
+    "contract": "Contract", "attachments": "Attachments", "attachment": "Attachment", "body": "Text",
+    "score": "Rating", "rating": "Rating", "comment": "Comment", "email": "E-mail", "name": "Name",
+    "password": "Password", "roles": "Roles", "language": "Language", "organisation_id": "Organisation",
+    "requester_id": "Requester", "solver_id": "Solver", "solver": "Solver", "kind": "Kind", "id": "Identifier",
+    "token": "Link", "state": "State", "reason": "Reason", "close_reason": "Close reason", "note": "Note",
+    "parent_id": "Parent category", "version": "Version", "channel": "Channel", "created": "Created",
 }
 
 
@@ -82,4 +66,4 @@ def field(name, language: str) -> str:
     """A field's label (a form's or a service's field name); a nested one (`attachments.1`) by its first part."""
     name = str(name)
     label = FIELD_LABELS.get(name.split(".")[0])
-    return label[language] if label else name
+    return translate(label, language) if label else name

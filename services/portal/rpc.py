@@ -113,7 +113,7 @@ class RpcPool:
             if fired is not timer:  # (a caller's own timeout, further out)
                 raise
             healthy = False  # its reply may still come: it would confuse the next caller
-            raise ServiceUnavailable(f"the {service} service did not answer within {seconds:g} s") from None
+            raise ServiceTimeout(f"the {service} service did not answer within {seconds:g} s") from None
         except HelpdeskError:
             raise
         except RpcTimeout as exc:

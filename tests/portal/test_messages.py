@@ -36,3 +36,9 @@ def test_a_field_error_from_the_tickets_service_is_shown_in_the_readers_language
     czech = post(client, "/tickets/new", data, content_type="multipart/form-data").get_data(as_text=True)
     assert _error_text(czech, "subject") == "Délka od 1 do 200 znaků."
     assert "Předmět:" in czech  # the summary names the field by its label
+
+
+def test_every_field_label_has_a_czech_translation():
+    from helpdesk.portal.catalogue import CS
+
+    assert sorted(label for label in messages.FIELD_LABELS.values() if label not in CS) == []
