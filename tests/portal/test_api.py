@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -153,4 +154,7 @@ def test_openapi_document_is_served_and_docs_file_is_not_stale(api):
     assert spec["openapi"].startswith("3.") and "/api/tickets/{ticket_id}/transitions" in spec["paths"]
     assert openapi.main(["--check"]) == 0, "docs/openapi.yaml is stale: python -m helpdesk.portal.openapi"
     page = api.get("/api/docs").get_data(as_text=True)
-    assert "/api/tickets" in page and "cdn" not in page.lower()
+    assert "/api/tickets" in page
+    # served from local files only: nothing the page loads comes from another host (a CDN); a plain "cdn"
+    # test once failed on the random CSRF token of the page
+    assert not re.search(r"(?:src|href)\s*=\s*[\"']?(?:https?:)?//", page, re.I)
